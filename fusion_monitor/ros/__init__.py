@@ -1,0 +1,1 @@
+"""The only package that imports rclpy or *_msgs: node, parameters, message conversions."""

@@ -1,0 +1,1 @@
+"""Numpy sensor types, rig calibration, readers, BEV rasterisation and fault injection."""
