@@ -22,7 +22,7 @@ def register(name: str, module: str, help_text: str) -> None:
 
 
 register("demo", "fusion_monitor.tools.demo", "the embedded default end to end: simulate, replay, report")
-register("replay", "fusion_monitor.tools.replay", "replay rosbag2 files through the monitor: monitor.mcap, frames.jsonl, report.html")
+register("replay", "fusion_monitor.tools.replay", "replay rosbag2 files: monitor.mcap, frames.jsonl, report.html")
 register("node", "fusion_monitor.ros.node_main", "the live ROS 2 node")
 register("play", "fusion_monitor.ros.play", "publish a rosbag2's topics over ROS 2 (with /clock)")
 register("export", "fusion_monitor.tools.export", "export a PyTorch fusion model (+ LMD streams) to a model package")

@@ -1,0 +1,81 @@
+"""What one processed frame yields: detections with per-modality shares, BEV maps, statuses, timings.
+
+These are the types the pipeline returns and both drivers (the ROS node, the offline replay) turn
+into outputs. Pure Python + numpy: no ROS types here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STREAMS = ("camera", "radar", "lidar", "bias")
+
+
+@dataclass(frozen=True)
+class SensorSample:
+    """One sensor message converted to numpy.
+
+    ``data`` is an (H, W, 3) uint8 RGB image for cameras, an (N, k) float32 array of points
+    in the sensor frame for LiDAR (x, y, z, intensity, ring) and radar (x, y, z, rcs, vx_comp,
+    vy_comp, ...). ``stamp_ns`` is the header stamp in nanoseconds.
+    """
+
+    sensor: str
+    modality: str
+    stamp_ns: int
+    frame_id: str
+    data: np.ndarray
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A 3D detection in the output frame with its modality attribution.
+
+    ``shares`` maps stream name (camera, radar, lidar, bias) to its share of the detection's
+    logit, signed, summing to 1 (a negative share means that stream argued against it).
+    """
+
+    track_id: int
+    label: str
+    score: float
+    center_m: tuple[float, float, float]
+    size_m: tuple[float, float, float]  # length, width, height
+    yaw_rad: float
+    velocity_mps: tuple[float, float] = (0.0, 0.0)
+    shares: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dominant(self) -> str:
+        """Modality with the largest share (bias excluded); 'bias' if no modality share is positive."""
+        mods = {k: v for k, v in self.shares.items() if k != "bias"}
+        if not mods or max(mods.values()) <= 0:
+            return "bias"
+        return max(mods, key=mods.get)
+
+
+@dataclass(frozen=True)
+class BevGrid:
+    """A BEV raster: row i, column j covers x = x_min_m + (i + 0.5) * cell_m, y = y_min_m + (j + 0.5) * cell_m."""
+
+    x_min_m: float
+    y_min_m: float
+    cell_m: float
+    rows: int
+    cols: int
+
+
+@dataclass
+class FrameResult:
+    """Everything the monitor derived from one trigger."""
+
+    stamp_ns: int
+    frame_id: str
+    detections: list[Detection]
+    bev_maps: dict[str, np.ndarray]  # stream -> (rows, cols) float32 contribution map
+    bev_grid: BevGrid | None
+    masked: list[str]  # modalities masked at this trigger (stale or missing)
+    ages_ms: dict[str, float]  # sensor -> age at the trigger
+    timings_ms: dict[str, float]  # stage -> processing time
+    statuses: list = field(default_factory=list)  # fusion_monitor.health SensorStatus
