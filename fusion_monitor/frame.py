@@ -33,8 +33,9 @@ class SensorSample:
 class Detection:
     """A 3D detection in the output frame with its modality attribution.
 
-    ``shares`` maps stream name (camera, radar, lidar, bias) to its share of the detection's
-    logit, signed, summing to 1 (a negative share means that stream argued against it).
+    ``shares`` maps stream name (camera, radar, lidar, bias) to its signed share of the
+    detection's heat-map logit: h_s / sum_s' |h_s'|, so the absolute shares sum to 1 and a
+    negative share means that stream argued against the detection.
     """
 
     track_id: int
