@@ -80,3 +80,38 @@ class FrameResult:
     ages_ms: dict[str, float]  # sensor -> age at the trigger
     timings_ms: dict[str, float]  # stage -> processing time
     statuses: list = field(default_factory=list)  # fusion_monitor.health SensorStatus
+
+
+def _r(x: float, nd: int = 4) -> float:
+    return round(float(x), nd)
+
+
+def frame_record(result: FrameResult, t0_ns: int) -> dict:
+    """One line of frames.jsonl: stamp, detections with per-modality shares, sensor statuses."""
+    return {
+        "stamp_ns": int(result.stamp_ns),
+        "t_s": _r((result.stamp_ns - t0_ns) / 1e9, 3),
+        "frame_id": result.frame_id,
+        "detections": [
+            {
+                "id": int(d.track_id),
+                "label": d.label,
+                "score": _r(d.score, 3),
+                "center_m": [_r(v, 2) for v in d.center_m],
+                "size_m": [_r(v, 2) for v in d.size_m],
+                "yaw_rad": _r(d.yaw_rad, 3),
+                "velocity_mps": [_r(v, 2) for v in d.velocity_mps],
+                "shares": {k: _r(v) for k, v in d.shares.items()},
+                "dominant": d.dominant,
+            }
+            for d in result.detections
+        ],
+        "masked": list(result.masked),
+        "ages_ms": {k: _r(v, 1) for k, v in result.ages_ms.items()},
+        "timings_ms": {k: _r(v, 2) for k, v in result.timings_ms.items()},
+        "statuses": [
+            {"name": s.name, "hardware_id": getattr(s, "hardware_id", ""), "level": int(s.level),
+             "message": s.message, "values": dict(getattr(s, "values", {}) or {})}
+            for s in result.statuses
+        ],
+    }

@@ -1,0 +1,172 @@
+"""Reading rosbag2 recordings (MCAP and sqlite3) message by message, surviving damage.
+
+A bag is a rosbag2 folder (metadata.yaml plus .mcap or .db3 files) or a single .mcap / .db3
+file. Messages come out in log-time order as raw CDR bytes with their type; deserialise them with
+:func:`deserialize`. A truncated or corrupt file is read up to the break: the break is recorded
+in :attr:`BagSource.problems` (where it broke) and iteration ends normally, so callers process the
+readable part and then report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from rosbags.typesys import Stores, get_typestore
+
+BAG_SUFFIXES = (".mcap", ".db3")
+
+
+class BagError(ValueError):
+    """The bag cannot be read at all (names the path and the reason)."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    msgtype: str  # e.g. "sensor_msgs/msg/PointCloud2"
+    log_time_ns: int
+    data: bytes
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """The ROS 2 Kilted type store (rosbags), used to (de)serialise CDR without rclpy."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def deserialize(msg: RawMessage):
+    """CDR bytes -> rosbags message object (field names as in rclpy)."""
+    return typestore().deserialize_cdr(msg.data, msg.msgtype)
+
+
+def bag_files(path: str | Path) -> list[Path]:
+    """The storage files of a bag path (folder or single file), in order."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix not in BAG_SUFFIXES:
+            raise BagError(p, f"not a rosbag2 storage file (expected one of {', '.join(BAG_SUFFIXES)})")
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix in BAG_SUFFIXES)
+        if not files:
+            raise BagError(p, f"folder holds no {' or '.join(BAG_SUFFIXES)} file")
+        return files
+    raise BagError(p, "no such file or folder")
+
+
+@dataclass
+class BagSource:
+    """One bag: its topics and a damage-tolerant message iterator."""
+
+    path: Path
+    files: list[Path]
+    topics: dict[str, str] = field(default_factory=dict)  # topic -> msgtype
+    problems: list[str] = field(default_factory=list)
+    last_good_ns: int | None = None
+
+    def messages(self) -> Iterator[RawMessage]:
+        """All messages in log-time order (files merged); stops cleanly at a break."""
+        iters = [self._file_messages(f) for f in self.files]
+        for msg in heapq.merge(*iters, key=lambda m: m.log_time_ns):
+            self.last_good_ns = msg.log_time_ns
+            yield msg
+
+    def _file_messages(self, f: Path) -> Iterator[RawMessage]:
+        if f.suffix == ".mcap":
+            yield from self._mcap_messages(f)
+        else:
+            yield from self._sqlite_messages(f)
+
+    def _broke(self, f: Path, where: str, err: Exception) -> None:
+        self.problems.append(f"{f.name}: unreadable after {where}: {type(err).__name__}: {err}")
+
+    def _mcap_messages(self, f: Path) -> Iterator[RawMessage]:
+        from mcap.reader import NonSeekingReader
+
+        count, last_ns = 0, None
+        with open(f, "rb") as fh:
+            reader = NonSeekingReader(fh, validate_crcs=True)
+            it = reader.iter_messages()
+            while True:
+                try:
+                    schema, channel, message = next(it)
+                except StopIteration:
+                    return
+                except Exception as e:  # truncated chunk, bad CRC, garbage: keep what was read
+                    where = f"{count} messages" + ("" if last_ns is None else f" (last log time {last_ns} ns)")
+                    self._broke(f, where, e)
+                    return
+                msgtype = schema.name if schema is not None else ""
+                self.topics.setdefault(channel.topic, msgtype)
+                count, last_ns = count + 1, message.log_time
+                yield RawMessage(channel.topic, msgtype, message.log_time, bytes(message.data))
+
+    def _sqlite_messages(self, f: Path) -> Iterator[RawMessage]:
+        try:
+            con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+            topics = {tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")}
+        except sqlite3.DatabaseError as e:
+            self._broke(f, "0 messages", e)
+            return
+        for name, typ in topics.values():
+            self.topics.setdefault(name, typ)
+        count, last_ns = 0, None
+        try:
+            cur = con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp")
+            for tid, ts, data in cur:
+                if tid not in topics:
+                    continue
+                count, last_ns = count + 1, int(ts)
+                name, typ = topics[tid]
+                yield RawMessage(name, typ, int(ts), bytes(data))
+        except sqlite3.DatabaseError as e:
+            where = f"{count} messages" + ("" if last_ns is None else f" (last log time {last_ns} ns)")
+            self._broke(f, where, e)
+        finally:
+            con.close()
+
+
+def open_bag(path: str | Path) -> BagSource:
+    """Open a bag for reading; raises BagError when there is nothing readable at that path."""
+    files = bag_files(path)
+    for f in files:
+        if f.stat().st_size == 0:
+            raise BagError(f, "file is empty")
+    src = BagSource(Path(path), files)
+    src.topics.update(_declared_topics(files))
+    return src
+
+
+def _declared_topics(files: list[Path]) -> dict[str, str]:
+    """Topics a bag declares up front (sqlite topics table; MCAP channels seen in the summary)."""
+    out: dict[str, str] = {}
+    for f in files:
+        try:
+            if f.suffix == ".db3":
+                con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
+                try:
+                    out.update({n: t for n, t in con.execute("SELECT name, type FROM topics")})
+                finally:
+                    con.close()
+            else:
+                from mcap.reader import make_reader
+
+                with open(f, "rb") as fh:
+                    summary = make_reader(fh).get_summary()
+                if summary is not None:
+                    for ch in summary.channels.values():
+                        schema = summary.schemas.get(ch.schema_id)
+                        out[ch.topic] = schema.name if schema else ""
+        except Exception:  # damaged file: topics are learnt while reading instead
+            continue
+    return out
