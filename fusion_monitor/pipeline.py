@@ -1,0 +1,329 @@
+"""One frame in -> detections + per-modality attributions + sensor statuses.
+
+The ROS node and the offline replay are two thin drivers of this class: they convert messages to
+numpy (:class:`fusion_monitor.frame.SensorSample`), call :meth:`Pipeline.on_sample` for each, and
+:meth:`Pipeline.process` when it says a trigger is due. Nothing here imports ROS.
+
+Stages of :meth:`Pipeline.process`: align (latest sample per sensor, stale ones masked) ->
+preprocess (images resized/normalised, LiDAR/radar BEV rasters) -> decomposed detector (one graph
+giving the detector's outputs and the LMD streams) -> decode (detections from the full stream;
+per-detection shares from the streams at the detection's heat-map peak) -> health (raw and
+attribution checks, debounced).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusion_monitor.frame import BevGrid, Detection, FrameResult, SensorSample
+from fusion_monitor.sensors.rig import Rig, load_rig
+from fusion_monitor.sensors.timesync import LatestCache, SyncPolicy
+
+log = logging.getLogger(__name__)
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_PACKAGE = REPO_MODELS / "reference" / "package"
+MODALITIES = ("camera", "lidar", "radar")
+
+
+class ModelLoadError(RuntimeError):
+    """The model package cannot be used (names the path and the reason)."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"model package {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Frozen configuration of the pipeline (the node's parameters, flattened names)."""
+
+    node_name: str = "fusion_monitor"
+    rig_profile: str = ""
+    model_package: str = ""
+    backend: str = "auto"
+    num_threads: int = 0
+    score_threshold: float = 0.3
+    lmd_enabled: bool = True
+    trigger_sensor: str = ""
+    trigger_rate_hz: float = 10.0
+    max_camera_age_ms: float = 120.0
+    max_radar_age_ms: float = 150.0
+    max_lidar_age_ms: float = 150.0
+    health: dict = field(default_factory=dict)  # "health.<group>.<name>" -> value, passed to the health config
+
+    _NAMES = {
+        "node_name": "node_name", "rig.profile": "rig_profile", "model.package": "model_package",
+        "model.backend": "backend", "model.num_threads": "num_threads", "model.score_threshold": "score_threshold",
+        "lmd.enabled": "lmd_enabled", "trigger.sensor": "trigger_sensor", "trigger.rate_hz": "trigger_rate_hz",
+        "sync.max_camera_age_ms": "max_camera_age_ms", "sync.max_radar_age_ms": "max_radar_age_ms",
+        "sync.max_lidar_age_ms": "max_lidar_age_ms",
+    }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> PipelineConfig:
+        """From flat parameter names (``model.package``, ``health.camera.dark_threshold``, ...).
+
+        Unknown names outside ``health.`` and the node-only groups (qos., output.) raise ValueError.
+        """
+        kwargs: dict[str, Any] = {}
+        health: dict[str, Any] = {}
+        for name, value in params.items():
+            if name in cls._NAMES:
+                kwargs[cls._NAMES[name]] = value
+            elif name.startswith("health."):
+                health[name[len("health."):]] = value
+            elif name.startswith(("qos.", "output.", "use_sim_time")):
+                continue
+            else:
+                raise ValueError(f"unknown parameter {name!r}")
+        cfg = cls(**kwargs, health=health)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.backend not in ("auto", "onnxruntime", "pytorch", "torch", "tensorrt"):
+            raise ValueError(f"model.backend {self.backend!r}: expected auto, onnxruntime, pytorch or tensorrt")
+        if not self.trigger_rate_hz > 0:
+            raise ValueError(f"trigger.rate_hz {self.trigger_rate_hz} must be > 0")
+        for name in ("max_camera_age_ms", "max_radar_age_ms", "max_lidar_age_ms"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"sync.{name} {getattr(self, name)} must be > 0")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"model.score_threshold {self.score_threshold} must be in [0, 1]")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Pipeline:
+    """The monitor's core. Thread-safe: callbacks may call :meth:`on_sample` while a worker runs
+    :meth:`process`."""
+
+    def __init__(self, config: PipelineConfig | None = None, *, backend=None):
+        self.config = config or PipelineConfig()
+        self.rig: Rig = load_rig(self.config.rig_profile or None)
+        self._lock = threading.Lock()
+        self._load_model(backend)
+        self.policy = self._sync_policy()
+        self.cache = LatestCache(self.policy)
+        self._init_health()
+        self._calibration: dict[str, np.ndarray] = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _load_model(self, backend) -> None:
+        from fusion_monitor.inference import create_backend, load_package
+        from fusion_monitor.inference.errors import InferenceError
+        from fusion_monitor.sensors.preprocess import InputSpec
+
+        path = Path(self.config.model_package) if self.config.model_package else DEFAULT_PACKAGE
+        if not self.config.lmd_enabled:
+            plain = path.with_name(path.name + "_plain")
+            if plain.is_dir():
+                path = plain
+        self.package_path = path
+        try:
+            self.package = load_package(path)
+            self.backend = backend or create_backend(
+                self.package, _backend_kind(self.config.backend),
+                **({"intra_op_threads": self.config.num_threads} if self.config.num_threads else {}))
+        except (InferenceError, OSError, ValueError) as e:
+            raise ModelLoadError(path, str(e)) from None
+        meta = self.package.metadata
+        self.classes = tuple(meta.classes)
+        self.stream_names = tuple(meta.stream_names) if meta.decomposed and self.config.lmd_enabled else ()
+        prep = meta.preprocessing.get("input_spec") or meta.extra.get("input_spec")
+        if prep is None:
+            raise ModelLoadError(path, "metadata has no preprocessing.input_spec (image size, BEV grid)")
+        self.spec = InputSpec.from_dict(prep)
+        self.decoding = dict(meta.decoding)
+        from fusion_monitor.inference.naming import stream_output_name
+
+        outs = list(meta.outputs)
+        self._heatmap_key = self.decoding.get("heatmap_output", "heatmap")
+        self._regression_key = self.decoding.get("regression_output", "regression")
+        self._heatmap_streams_key = stream_output_name(self._heatmap_key)
+        for key in (self._heatmap_key, self._regression_key) + ((self._heatmap_streams_key,) if self.stream_names else ()):
+            if key not in outs:
+                raise ModelLoadError(path, f"graph has no output {key!r} (outputs: {outs})")
+
+    def _sync_policy(self) -> SyncPolicy:
+        c = self.config
+        policy = SyncPolicy.from_rig(self.rig, trigger_rate_hz=c.trigger_rate_hz,
+                                     trigger_sensor=c.trigger_sensor or None)
+        bound_ms = {"camera": c.max_camera_age_ms, "radar": c.max_radar_age_ms, "lidar": c.max_lidar_age_ms}
+        max_age = {n: int(bound_ms[s.modality] * 1e6) for n, s in self.rig.sensors.items()}
+        return replace(policy, max_age_ns=max_age)
+
+    def _init_health(self) -> None:
+        from fusion_monitor.health import HealthConfig, HealthMonitor
+
+        self.health_config = HealthConfig.from_dict(self.config.health) if self.config.health else HealthConfig()
+        self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name)
+
+    # -- input side ----------------------------------------------------------------------------
+    def on_sample(self, sample: SensorSample, now_ns: int) -> int | None:
+        """Cache one converted message; returns the trigger stamp when this message triggers a frame."""
+        with self._lock:
+            res = self.cache.push(sample.sensor, sample.stamp_ns, sample, now_ns)
+            self.health.on_message(sample.sensor, sample.stamp_ns, now_ns)
+            if res.event == "time_jump_back":
+                self.health.on_time_jump(now_ns)
+        return res.frame.trigger_stamp_ns if res.frame is not None else None
+
+    def on_bad_message(self, sensor: str, reason: str, now_ns: int) -> None:
+        """A message that could not be converted: reported on the sensor's input check."""
+        with self._lock:
+            self.health.on_bad_message(sensor, reason, now_ns)
+
+    def set_calibration(self, sensor: str, T_base_sensor: np.ndarray | None = None, K: np.ndarray | None = None) -> None:
+        """Override one sensor's calibration (from /tf_static or CameraInfo)."""
+        spec = self.rig.sensors[sensor]
+        new = replace(spec, T_base_sensor=spec.T_base_sensor if T_base_sensor is None else np.asarray(T_base_sensor),
+                      K=spec.K if K is None else np.asarray(K))
+        with self._lock:
+            self.rig.sensors[sensor] = new
+
+    def set_thresholds(self, params: Mapping[str, Any]) -> list[str]:
+        """Runtime update of health thresholds (``health.*`` names); returns errors (empty: applied)."""
+        from fusion_monitor.health import HealthConfig
+
+        updates = {k[len("health."):]: v for k, v in params.items() if k.startswith("health.")}
+        other = sorted(k for k in params if not k.startswith("health.") and k != "model.score_threshold")
+        errors = [f"{k}: not tunable at runtime" for k in other]
+        merged = {**self.health_config.to_dict(), **updates}
+        try:
+            cfg = HealthConfig.from_dict(merged)
+        except (ValueError, TypeError) as e:
+            errors.append(str(e))
+        if "model.score_threshold" in params:
+            v = params["model.score_threshold"]
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                errors.append(f"model.score_threshold: {v!r} must be in [0, 1]")
+        if errors:
+            return errors
+        with self._lock:
+            self.health_config = cfg
+            self.health.set_config(cfg)
+            if "model.score_threshold" in params:
+                self.config = replace(self.config, score_threshold=float(params["model.score_threshold"]))
+        return []
+
+    def statuses(self, now_ns: int) -> list:
+        """Every sensor/check status now (for the timer even when no frame runs)."""
+        with self._lock:
+            return self.health.statuses(now_ns)
+
+    # -- one frame -----------------------------------------------------------------------------
+    def process(self, trigger_stamp_ns: int, now_ns: int) -> FrameResult:
+        """Run the monitor on the latest samples aligned to ``trigger_stamp_ns``."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with self._lock:
+            frame = self.cache.snapshot(trigger_stamp_ns, now_ns, trigger=self.policy.trigger_sensor or "timer")
+            rig = self.rig
+        samples = {n: a.sample.payload for n, a in frame.sensors.items() if not a.stale and a.sample is not None}
+        ages_ms = {n: a.age_ns / 1e6 for n, a in frame.sensors.items() if a.age_ns is not None}
+        present = {m: any(rig.sensors[n].modality == m for n in samples) for m in MODALITIES}
+        masked = [m for m in MODALITIES if not present[m]]
+        timings["align"] = (time.perf_counter() - t0) * 1e3
+
+        t1 = time.perf_counter()
+        inputs = self._preprocess(samples, rig, present)
+        timings["preprocess"] = (time.perf_counter() - t1) * 1e3
+
+        t2 = time.perf_counter()
+        outputs = self.backend.run(inputs)
+        timings["inference"] = (time.perf_counter() - t2) * 1e3
+
+        t3 = time.perf_counter()
+        detections, bev_maps, bev_shares = self._decode(outputs)
+        timings["decode"] = (time.perf_counter() - t3) * 1e3
+
+        t4 = time.perf_counter()
+        with self._lock:
+            self.health.on_frame(samples_by_sensor=samples, stale=frame.stale(), ages_ms=ages_ms,
+                                 trigger_stamp_ns=trigger_stamp_ns, now_ns=now_ns)
+            if self.stream_names:
+                self.health.on_attribution([d.shares for d in detections], bev_shares, present, now_ns)
+            statuses = self.health.statuses(now_ns)
+        timings["health"] = (time.perf_counter() - t4) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        trig = rig.sensors.get(self.policy.trigger_sensor) if self.policy.trigger_sensor else None
+        grid = BevGrid(-self.spec.range_m, -self.spec.range_m, 2 * self.spec.range_m / self._out_hw[0],
+                       self._out_hw[0], self._out_hw[1])
+        return FrameResult(stamp_ns=trigger_stamp_ns, frame_id=rig.base_frame if trig is None else rig.base_frame,
+                           detections=detections, bev_maps=bev_maps, bev_grid=grid, masked=masked,
+                           ages_ms=ages_ms, timings_ms=timings, statuses=statuses)
+
+    def _preprocess(self, samples: dict[str, SensorSample], rig: Rig, present: dict[str, bool]) -> dict:
+        from fusion_monitor.sensors.preprocess import preprocess_frame
+
+        images, Ks, radars = {}, {}, {}
+        lidar_pts, T_lidar = None, None
+        for name, s in samples.items():
+            spec = rig.sensors[name]
+            if spec.modality == "camera" and name in self.spec.camera_names:
+                images[name] = s.data
+                Ks[name] = spec.K
+            elif spec.modality == "lidar" and lidar_pts is None:
+                lidar_pts, T_lidar = s.data, spec.T_base_sensor
+            elif spec.modality == "radar":
+                radars[name] = (s.data, spec.T_base_sensor)
+        pre = preprocess_frame(images=images, intrinsics=Ks, lidar_points=lidar_pts, T_base_lidar=T_lidar,
+                               radars=radars, present=present, spec=self.spec)
+        return pre.inputs
+
+    @property
+    def _out_hw(self) -> tuple[int, int]:
+        shape = self.decoding.get("heatmap_shape")
+        if shape:
+            return int(shape[-2]), int(shape[-1])
+        return self.spec.grid, self.spec.grid
+
+    def _decode(self, outputs: dict[str, np.ndarray]):
+        from fusion_monitor.model.decode import decode
+
+        heat = outputs[self._heatmap_key][0]  # (C, H, W) logits
+        reg = outputs[self._regression_key][0]
+        dets = decode(heat, reg, self.spec, score_threshold=self.config.score_threshold, classes=self.classes)
+        streams = outputs[self._heatmap_streams_key][:, 0] if self.stream_names else None  # (S, C, H, W)
+        W = heat.shape[-1]
+        out: list[Detection] = []
+        for k in range(len(dets)):
+            b, label, cell = dets.boxes[k], int(dets.labels[k]), int(dets.cells[k])
+            shares: dict[str, float] = {}
+            if streams is not None:
+                h = streams[:, label, cell // W, cell % W].astype(np.float64)
+                denom = float(np.abs(h).sum()) or 1.0
+                shares = {s: float(v / denom) for s, v in zip(self.stream_names, h)}
+            out.append(Detection(track_id=k, label=self.classes[label], score=float(dets.scores[k]),
+                                 center_m=(float(b[0]), float(b[1]), float(b[2])),
+                                 size_m=(float(b[3]), float(b[4]), float(b[5])), yaw_rad=float(b[6]),
+                                 velocity_mps=(float(b[7]), float(b[8])), shares=shares))
+        bev_maps: dict[str, np.ndarray] = {}
+        bev_shares: dict[str, float] = {}
+        if streams is not None:
+            best = np.argmax(heat, axis=0)  # strongest class per cell
+            rows, cols = np.indices(best.shape)
+            per_stream = streams[:, best, rows, cols]  # (S, H, W)
+            mask = _sigmoid(heat.max(axis=0)) > 0.1
+            total = float(np.abs(per_stream[:, mask]).sum()) or 1.0
+            for s, name in enumerate(self.stream_names):
+                bev_maps[name] = per_stream[s].astype(np.float32)
+                bev_shares[name] = float(per_stream[s][mask].sum() / total)
+        return out, bev_maps, bev_shares
+
+
+def _backend_kind(name: str) -> str:
+    return "pytorch" if name == "torch" else name
