@@ -59,7 +59,7 @@ class PipelineConfig:
     max_camera_age_ms: float = 120.0
     max_radar_age_ms: float = 150.0
     max_lidar_age_ms: float = 150.0
-    health: dict = field(default_factory=dict)  # "health.<group>.<name>" -> value, passed to the health config
+    health: dict = field(default_factory=dict)  # "health.<group>.<name>" -> value (fusion_monitor.health.HealthConfig)
 
     _NAMES = {
         "node_name": "node_name", "rig.profile": "rig_profile", "model.package": "model_package",
@@ -81,7 +81,7 @@ class PipelineConfig:
             if name in cls._NAMES:
                 kwargs[cls._NAMES[name]] = value
             elif name.startswith("health."):
-                health[name[len("health."):]] = value
+                health[name] = value
             elif name.startswith(("qos.", "output.", "use_sim_time")):
                 continue
             else:
@@ -118,7 +118,8 @@ class Pipeline:
         self.policy = self._sync_policy()
         self.cache = LatestCache(self.policy)
         self._init_health()
-        self._calibration: dict[str, np.ndarray] = {}
+        self._checked_stamp: dict[str, int] = {}
+        self._bad: dict[str, tuple[int, int, str]] = {}  # sensor -> (count, last now_ns, reason)
 
     # -- set-up --------------------------------------------------------------------------------
     def _load_model(self, backend) -> None:
@@ -177,14 +178,13 @@ class Pipeline:
         with self._lock:
             res = self.cache.push(sample.sensor, sample.stamp_ns, sample, now_ns)
             self.health.on_message(sample.sensor, sample.stamp_ns, now_ns)
-            if res.event == "time_jump_back":
-                self.health.on_time_jump(now_ns)
         return res.frame.trigger_stamp_ns if res.frame is not None else None
 
     def on_bad_message(self, sensor: str, reason: str, now_ns: int) -> None:
         """A message that could not be converted: reported on the sensor's input check."""
         with self._lock:
-            self.health.on_bad_message(sensor, reason, now_ns)
+            count = self._bad.get(sensor, (0, 0, ""))[0]
+            self._bad[sensor] = (count + 1, int(now_ns), reason)
 
     def set_calibration(self, sensor: str, T_base_sensor: np.ndarray | None = None, K: np.ndarray | None = None) -> None:
         """Override one sensor's calibration (from /tf_static or CameraInfo)."""
@@ -198,14 +198,14 @@ class Pipeline:
         """Runtime update of health thresholds (``health.*`` names); returns errors (empty: applied)."""
         from fusion_monitor.health import HealthConfig
 
-        updates = {k[len("health."):]: v for k, v in params.items() if k.startswith("health.")}
+        updates = {k: v for k, v in params.items() if k.startswith("health.")}
         other = sorted(k for k in params if not k.startswith("health.") and k != "model.score_threshold")
         errors = [f"{k}: not tunable at runtime" for k in other]
         merged = {**self.health_config.to_dict(), **updates}
         try:
             cfg = HealthConfig.from_dict(merged)
-        except (ValueError, TypeError) as e:
-            errors.append(str(e))
+        except (KeyError, ValueError, TypeError) as e:
+            errors.append(str(e).strip("'\""))
         if "model.score_threshold" in params:
             v = params["model.score_threshold"]
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
@@ -214,7 +214,8 @@ class Pipeline:
             return errors
         with self._lock:
             self.health_config = cfg
-            self.health.set_config(cfg)
+            self.health.config = cfg
+            self.health.reset()  # new thresholds: windows and debounce restart
             if "model.score_threshold" in params:
                 self.config = replace(self.config, score_threshold=float(params["model.score_threshold"]))
         return []
@@ -222,7 +223,23 @@ class Pipeline:
     def statuses(self, now_ns: int) -> list:
         """Every sensor/check status now (for the timer even when no frame runs)."""
         with self._lock:
-            return self.health.statuses(now_ns)
+            return self.health.statuses(now_ns) + self._input_statuses(now_ns)
+
+    def _input_statuses(self, now_ns: int) -> list:
+        """One "<node>: <sensor>/input" status per sensor: malformed messages rejected recently."""
+        from fusion_monitor.health import CheckResult, Level, SensorStatus
+
+        out = []
+        window_ns = int(self.health_config.liveness.stale_timeout_ms * 1e6 * 8)
+        for name in self.rig.sensors:
+            count, last_ns, reason = self._bad.get(name, (0, 0, ""))
+            recent = count and now_ns - last_ns <= window_ns
+            res = (CheckResult(Level.WARN, f"malformed message rejected: {reason}",
+                               {"value": str(count), "bound": "0 malformed messages", "last_reason": reason})
+                   if recent else CheckResult(Level.OK, "messages well-formed",
+                                              {"value": str(count), "bound": "0 malformed messages"}))
+            out.append(SensorStatus.from_result(self.config.node_name, name, "input", res))
+        return out
 
     # -- one frame -----------------------------------------------------------------------------
     def process(self, trigger_stamp_ns: int, now_ns: int) -> FrameResult:
@@ -252,11 +269,21 @@ class Pipeline:
 
         t4 = time.perf_counter()
         with self._lock:
-            self.health.on_frame(samples_by_sensor=samples, stale=frame.stale(), ages_ms=ages_ms,
-                                 trigger_stamp_ns=trigger_stamp_ns, now_ns=now_ns)
+            for name, s in samples.items():
+                if self._checked_stamp.get(name) == s.stamp_ns:
+                    continue  # this sample was checked at an earlier trigger
+                self._checked_stamp[name] = s.stamp_ns
+                modality = rig.sensors[name].modality
+                if modality == "camera":
+                    self.health.on_camera(name, s.data, s.stamp_ns)
+                elif modality == "lidar":
+                    self.health.on_lidar(name, s.data, s.stamp_ns)
+                else:
+                    self.health.on_radar(name, _radar_structured(s.data), s.stamp_ns)
             if self.stream_names:
-                self.health.on_attribution([d.shares for d in detections], bev_shares, present, now_ns)
-            statuses = self.health.statuses(now_ns)
+                self.health.on_attribution(trigger_stamp_ns, [d.shares for d in detections],
+                                           [d.score for d in detections], bev_shares, now_ns, masked)
+        statuses = self.statuses(now_ns)
         timings["health"] = (time.perf_counter() - t4) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         trig = rig.sensors.get(self.policy.trigger_sensor) if self.policy.trigger_sensor else None
@@ -323,6 +350,18 @@ class Pipeline:
                 bev_maps[name] = per_stream[s].astype(np.float32)
                 bev_shares[name] = float(per_stream[s][mask].sum() / total)
         return out, bev_maps, bev_shares
+
+
+_RADAR_FIELDS = ("x", "y", "z", "rcs", "vx_comp", "vy_comp")
+
+
+def _radar_structured(points: np.ndarray) -> np.ndarray:
+    """(N, 6) [x y z rcs vx_comp vy_comp] -> structured array with those field names."""
+    pts = np.asarray(points, np.float32)
+    out = np.zeros(len(pts), dtype=[(f, np.float32) for f in _RADAR_FIELDS])
+    for j, f in enumerate(_RADAR_FIELDS):
+        out[f] = pts[:, j]
+    return out
 
 
 def _backend_kind(name: str) -> str:
