@@ -91,25 +91,32 @@ class BagSource:
         self.problems.append(f"{f.name}: unreadable after {where}: {type(err).__name__}: {err}")
 
     def _mcap_messages(self, f: Path) -> Iterator[RawMessage]:
-        from mcap.reader import NonSeekingReader
+        from mcap.records import Channel, Message, Schema
+        from mcap.stream_reader import StreamReader
 
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
         count, last_ns = 0, None
         with open(f, "rb") as fh:
-            reader = NonSeekingReader(fh, validate_crcs=True)
-            it = reader.iter_messages()
+            records = iter(StreamReader(fh, skip_magic=False, validate_crcs=True).records)
             while True:
                 try:
-                    schema, channel, message = next(it)
+                    rec = next(records)
                 except StopIteration:
                     return
                 except Exception as e:  # truncated chunk, bad CRC, garbage: keep what was read
                     where = f"{count} messages" + ("" if last_ns is None else f" (last log time {last_ns} ns)")
                     self._broke(f, where, e)
                     return
-                msgtype = schema.name if schema is not None else ""
-                self.topics.setdefault(channel.topic, msgtype)
-                count, last_ns = count + 1, message.log_time
-                yield RawMessage(channel.topic, msgtype, message.log_time, bytes(message.data))
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec.name
+                elif isinstance(rec, Channel):
+                    channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+                    self.topics.setdefault(rec.topic, channels[rec.id][1])
+                elif isinstance(rec, Message) and rec.channel_id in channels:
+                    topic, msgtype = channels[rec.channel_id]
+                    count, last_ns = count + 1, rec.log_time
+                    yield RawMessage(topic, msgtype, rec.log_time, bytes(rec.data))
 
     def _sqlite_messages(self, f: Path) -> Iterator[RawMessage]:
         try:
@@ -148,8 +155,18 @@ def open_bag(path: str | Path) -> BagSource:
 
 
 def _declared_topics(files: list[Path]) -> dict[str, str]:
-    """Topics a bag declares up front (sqlite topics table; MCAP channels seen in the summary)."""
+    """Topics a bag declares up front (metadata.yaml, sqlite topics table, MCAP summary or first records)."""
     out: dict[str, str] = {}
+    meta = files[0].parent / "metadata.yaml"
+    if meta.is_file():
+        try:
+            import yaml
+
+            info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+            for t in info.get("topics_with_message_count", []):
+                out[t["topic_metadata"]["name"]] = t["topic_metadata"]["type"]
+        except Exception:  # a damaged metadata file: fall back to the storage files
+            pass
     for f in files:
         try:
             if f.suffix == ".db3":
@@ -167,6 +184,29 @@ def _declared_topics(files: list[Path]) -> dict[str, str]:
                     for ch in summary.channels.values():
                         schema = summary.schemas.get(ch.schema_id)
                         out[ch.topic] = schema.name if schema else ""
+                else:
+                    out.update(_scan_mcap_channels(f))
         except Exception:  # damaged file: topics are learnt while reading instead
             continue
+    return out
+
+
+def _scan_mcap_channels(f: Path, max_records: int = 20000) -> dict[str, str]:
+    """Channels of an MCAP without a summary (truncated), from its first records."""
+    from mcap.records import Channel, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas: dict[int, str] = {}
+    out: dict[str, str] = {}
+    with open(f, "rb") as fh:
+        try:
+            for i, rec in enumerate(StreamReader(fh, skip_magic=False).records):
+                if isinstance(rec, Schema):
+                    schemas[rec.id] = rec.name
+                elif isinstance(rec, Channel):
+                    out[rec.topic] = schemas.get(rec.schema_id, "")
+                if i >= max_records:
+                    break
+        except Exception:  # the break itself
+            pass
     return out

@@ -120,6 +120,8 @@ class Pipeline:
         self._init_health()
         self._checked_stamp: dict[str, int] = {}
         self._bad: dict[str, tuple[int, int, str]] = {}  # sensor -> (count, last now_ns, reason)
+        self._last_failure: tuple[str, int] = ("", 0)
+        self._frames_failed = 0
 
     # -- set-up --------------------------------------------------------------------------------
     def _load_model(self, backend) -> None:
@@ -239,6 +241,11 @@ class Pipeline:
                    if recent else CheckResult(Level.OK, "messages well-formed",
                                               {"value": str(count), "bound": "0 malformed messages"}))
             out.append(SensorStatus.from_result(self.config.node_name, name, "input", res))
+        reason, when = self._last_failure
+        recent = reason and now_ns - when <= window_ns
+        res = (CheckResult(Level.ERROR, f"frame processing failed: {reason}", {"value": "failed", "bound": "ok"})
+               if recent else CheckResult(Level.OK, "frames processed", {"value": "ok", "bound": "ok"}))
+        out.append(SensorStatus.from_result(self.config.node_name, "pipeline", "processing", res, hardware_id="pipeline"))
         return out
 
     # -- one frame -----------------------------------------------------------------------------
@@ -255,17 +262,24 @@ class Pipeline:
         masked = [m for m in MODALITIES if not present[m]]
         timings["align"] = (time.perf_counter() - t0) * 1e3
 
-        t1 = time.perf_counter()
-        inputs = self._preprocess(samples, rig, present)
-        timings["preprocess"] = (time.perf_counter() - t1) * 1e3
+        failure = ""
+        try:
+            t1 = time.perf_counter()
+            inputs = self._preprocess(samples, rig, present)
+            timings["preprocess"] = (time.perf_counter() - t1) * 1e3
 
-        t2 = time.perf_counter()
-        outputs = self.backend.run(inputs)
-        timings["inference"] = (time.perf_counter() - t2) * 1e3
+            t2 = time.perf_counter()
+            outputs = self.backend.run(inputs)
+            timings["inference"] = (time.perf_counter() - t2) * 1e3
 
-        t3 = time.perf_counter()
-        detections, bev_maps, bev_shares = self._decode(outputs)
-        timings["decode"] = (time.perf_counter() - t3) * 1e3
+            t3 = time.perf_counter()
+            detections, bev_maps, bev_shares = self._decode(outputs)
+            timings["decode"] = (time.perf_counter() - t3) * 1e3
+        except Exception as e:  # a failing frame becomes an ERROR status, never a dead monitor
+            log.exception("frame at %d failed", trigger_stamp_ns)
+            failure = f"{type(e).__name__}: {e}"
+            detections, bev_maps, bev_shares = [], {}, {}
+        self._last_failure = (failure, now_ns) if failure else self._last_failure
 
         t4 = time.perf_counter()
         with self._lock:
@@ -280,7 +294,7 @@ class Pipeline:
                     self.health.on_lidar(name, s.data, s.stamp_ns)
                 else:
                     self.health.on_radar(name, _radar_structured(s.data), s.stamp_ns)
-            if self.stream_names:
+            if self.stream_names and not failure:
                 self.health.on_attribution(trigger_stamp_ns, [d.shares for d in detections],
                                            [d.score for d in detections], bev_shares, now_ns, masked)
         statuses = self.statuses(now_ns)
@@ -302,7 +316,7 @@ class Pipeline:
             spec = rig.sensors[name]
             if spec.modality == "camera" and name in self.spec.camera_names:
                 images[name] = s.data
-                Ks[name] = spec.K
+                Ks[name] = _intrinsics_for(spec, s.data.shape[1], s.data.shape[0])
             elif spec.modality == "lidar" and lidar_pts is None:
                 lidar_pts, T_lidar = s.data, spec.T_base_sensor
             elif spec.modality == "radar":
@@ -350,6 +364,15 @@ class Pipeline:
                 bev_maps[name] = per_stream[s].astype(np.float32)
                 bev_shares[name] = float(per_stream[s][mask].sum() / total)
         return out, bev_maps, bev_shares
+
+
+def _intrinsics_for(spec, width: int, height: int) -> np.ndarray | None:
+    """The camera's K for an image of ``width`` x ``height`` (calibrated size scaled, same aspect ratio)."""
+    if spec.K is None or not spec.width or not spec.height or (width, height) == (spec.width, spec.height):
+        return spec.K
+    from fusion_monitor.sensors.preprocess import scale_intrinsics
+
+    return scale_intrinsics(spec.K, width / spec.width, height / spec.height)
 
 
 _RADAR_FIELDS = ("x", "y", "z", "rcs", "vx_comp", "vy_comp")

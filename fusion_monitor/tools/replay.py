@@ -177,7 +177,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, *, params: dict | None = No
     bar = None
     recorder = McapRecorder(out / "monitor.mcap")
     try:
-        with open(out / "frames.jsonl", "w") as jsonl:
+        with open(out / "frames.jsonl", "w", buffering=1) as jsonl:
             for raw in src.messages():
                 if t0_ns is None:
                     t0_ns = raw.log_time_ns

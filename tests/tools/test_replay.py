@@ -1,0 +1,144 @@
+"""`fusion-monitor replay`: a recorded drive through the monitor, offline, with every output a user reviews."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from rosbags.highlevel import AnyReader
+
+from fusion_monitor.bagio import BagError
+from fusion_monitor.pipeline import DEFAULT_PACKAGE
+from fusion_monitor.tools.replay import replay_bag
+
+PACKAGE = Path(os.environ.get("FUSION_MONITOR_TEST_PACKAGE", DEFAULT_PACKAGE))
+NODE_TOPICS = {"/fusion_monitor/markers", "/fusion_monitor/detections", "/fusion_monitor/detections/shares",
+               "/diagnostics", "/fusion_monitor/debug/processing_time_ms", "/fusion_monitor/debug/pipeline_latency_ms"}
+
+
+@pytest.fixture(scope="module")
+def replayed(faulted_bag, tmp_path_factory):
+    out = tmp_path_factory.mktemp("replay") / "out"
+    result = replay_bag(faulted_bag, out, model=str(PACKAGE), with_inputs=True)
+    return out, result
+
+
+@pytest.mark.slow
+def test_outputs_one_frame_per_trigger(replayed):
+    out, result = replayed
+    frames = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    # 20 Hz LiDAR for 3 s, triggered at 10 Hz: every other sweep
+    assert 29 <= len(frames) <= 31  # 60 sweeps of a 20 Hz LiDAR in 3 s, triggered at 10 Hz
+    assert result["frames"] == len(frames) and result["complete"]
+    stamps = [f["stamp_ns"] for f in frames]
+    assert stamps == sorted(stamps) and np.all(np.diff(stamps) >= 90_000_000)
+    for f in frames:
+        assert {s["name"].split(": ")[1].split("/")[0] for s in f["statuses"]} >= {"CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT"}
+        for d in f["detections"]:
+            assert set(d["shares"]) == {"camera", "lidar", "radar", "bias"}
+            assert sum(abs(v) for v in d["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_injected_faults_raise_alerts_that_say_where(replayed):
+    _, result = replayed
+    alerts = result["alerts"]
+    cam = [a for a in alerts if a["name"].startswith("fusion_monitor: CAM_FRONT/") and a["level"] >= 1]
+    assert cam and 0.8 <= min(a["t_s"] for a in cam) <= 1.6, alerts
+    lid = [a for a in alerts if a["name"] == "fusion_monitor: LIDAR_TOP/blockage"]
+    assert lid and 1.5 <= lid[0]["t_s"] <= 2.5, alerts
+    assert "azimuth" in lid[0]["message"]
+
+
+@pytest.mark.slow
+def test_review_bag_readable_by_rosbags_and_mcap(replayed):
+    out, _ = replayed
+    path = out / "monitor.mcap"
+    with AnyReader([path]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        assert NODE_TOPICS <= set(topics)
+        assert topics["/fusion_monitor/markers"] == "visualization_msgs/msg/MarkerArray"
+        if "plain" not in PACKAGE.name:
+            assert "/fusion_monitor/attribution/camera" in topics
+        assert "/LIDAR_TOP" in topics, "input topics were asked for (with_inputs)"
+        diag = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
+                if c.topic == "/diagnostics"]
+    names = {s.name for d in diag for s in d.status}
+    assert "fusion_monitor: CAM_FRONT/staleness" in names
+    with open(path, "rb") as f:
+        summary = make_reader(f).get_summary()
+    assert summary is not None and summary.statistics.message_count > 0
+
+
+@pytest.mark.slow
+def test_report_written(replayed):
+    out, _ = replayed
+    html = (out / "report.html").read_text()
+    assert "CAM_FRONT" in html and "<svg" in html
+
+
+@pytest.mark.slow
+def test_truncated_bag_processed_to_the_break(faulted_bag, tmp_path):
+    import shutil
+
+    bag = tmp_path / "cut"
+    shutil.copytree(faulted_bag, bag)
+    f = next(bag.glob("*.mcap"))
+    data = f.read_bytes()
+    f.write_bytes(data[: int(len(data) * 0.6)])
+    res = subprocess.run([sys.executable, "-m", "fusion_monitor.tools.cli", "replay", str(bag), "--out",
+                          str(tmp_path / "out"), "--model", str(PACKAGE), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert not result["complete"] and result["frames"] > 0
+    assert any("unreadable after" in p for p in result["problems"])
+    assert "unreadable after" in (tmp_path / "out" / "report.html").read_text()
+    assert "problem: bag damaged" in res.stdout
+
+
+@pytest.mark.slow
+def test_bag_without_expected_topics_says_what_it_found(tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from fusion_monitor.bagio import typestore
+
+    ts = typestore()
+    with Writer(tmp_path / "other", version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c = w.add_connection("/cam0/image", "std_msgs/msg/String", typestore=ts)
+        w.write(c, 1, ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"))
+    with pytest.raises(BagError, match=r"missing .*/LIDAR_TOP.*found \['/cam0/image'\]"):
+        replay_bag(tmp_path / "other", tmp_path / "out", model=str(PACKAGE))
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_a_readable_review_bag(faulted_bag, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fusion_monitor.tools.cli", "replay", str(faulted_bag), "--out",
+                             str(out), "--model", str(PACKAGE), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            jsonl = out / "frames.jsonl"
+            if jsonl.is_file() and jsonl.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    with AnyReader([out / "monitor.mcap"]) as reader:
+        n = sum(1 for c, _, _ in reader.messages() if c.topic == "/diagnostics")
+    assert n >= 2
+    result = json.loads((out / "result.json").read_text())
+    assert result["interrupted"] and not result["complete"]
+    assert (out / "report.html").is_file()
