@@ -80,6 +80,21 @@ class Rig:
         """Sensors of one modality, in profile order."""
         return [s for s in self.sensors.values() if s.modality == modality]
 
+    def by_topic(self, topic: str) -> SensorSpec | None:
+        """The sensor publishing on ``topic`` (its data or CameraInfo topic), or None."""
+        for s in self.sensors.values():
+            if topic in (s.topic, s.camera_info_topic):
+                return s
+        return None
+
+    def by_frame(self, frame_id: str) -> SensorSpec | None:
+        """The sensor whose header.frame_id is ``frame_id`` (a leading '/' ignored), or None."""
+        fid = frame_id.lstrip("/")
+        for s in self.sensors.values():
+            if s.frame_id == fid:
+                return s
+        return None
+
 
 def _sensor_from_dict(name: str, d: dict) -> SensorSpec:
     if not isinstance(d, dict):

@@ -54,6 +54,20 @@ FIELD_SETS: dict[str, np.dtype] = {
 }
 
 
+def match_field_set(dtype: np.dtype) -> str | None:
+    """Name of the largest known field set (:data:`FIELD_SETS`) whose field names ``dtype`` has.
+
+    Offsets, padding, byte order and numeric types may differ (drivers vary); extra fields are
+    allowed. None when no known set is complete (e.g. a cloud with only x, y, z).
+    """
+    names = set(dtype.names or ())
+    best, best_n = None, 0
+    for set_name, ref in FIELD_SETS.items():
+        if set(ref.names) <= names and len(ref.names) > best_n:
+            best, best_n = set_name, len(ref.names)
+    return best
+
+
 def xyz_m(points: np.ndarray) -> np.ndarray:
     """Point positions as a float64 array (N, 3) in metres from a structured array with x, y, z.
 
@@ -76,6 +90,38 @@ def xyz_m(points: np.ndarray) -> np.ndarray:
     out[:, 0] = flat["x"]
     out[:, 1] = flat["y"]
     out[:, 2] = flat["z"]
+    return out
+
+
+def columns(points: np.ndarray, names: tuple[str, ...], dtype: np.dtype | str = np.float32,
+            fill: float = 0.0) -> np.ndarray:
+    """Selected fields of a structured point array as a dense (N, len(names)) array.
+
+    Parameters
+    ----------
+    points : np.ndarray
+        Structured array of any shape (flattened row-major), any byte order.
+    names : tuple of str
+        Fields in output column order; a field the array lacks is filled with ``fill``
+        (e.g. ``ring`` on a cloud without it). Sub-array fields are not accepted.
+    dtype : numpy dtype
+        Output type (default float32).
+
+    Returns
+    -------
+    np.ndarray
+        (N, len(names)) native-order array (a copy).
+    """
+    flat = points.reshape(-1)
+    fields = points.dtype.fields or {}
+    out = np.full((flat.shape[0], len(names)), fill, dtype=dtype)
+    for j, name in enumerate(names):
+        f = fields.get(name)
+        if f is None:
+            continue
+        if f[0].subdtype is not None:
+            raise ValueError(f"field '{name}' is an array of {f[0].subdtype[1]} values, not a scalar column")
+        out[:, j] = flat[name]
     return out
 
 
