@@ -1,0 +1,328 @@
+"""Attribution checks: each modality's contribution share against a calibrated baseline.
+
+Per frame the monitor receives, for every detection, each modality's signed share of the
+detection's logit (``Detection.shares``: h_m / sum |h|, negative = argued against), the
+detection scores, and optionally each modality's share of the BEV contribution mass. From these
+:func:`frame_statistics` makes one number per (kind, modality): ``det.<m>`` = mean share over
+confirmed detections, ``bev.<m>`` = BEV share. A :class:`Baseline` (fit on nominal drives by
+:func:`fit_baseline`) holds their mean and standard deviation.
+
+Checks per modality:
+
+- ``contribution``: the windowed mean share is below ``min_share`` while the modality's sensors
+  deliver (modality collapse, ERROR), or more than ``z_warn`` baseline std from the baseline mean (WARN);
+- ``drift``: two-sided CUSUM on the standardised per-frame share (slow drift). With reference k and
+  decision interval h (std units), Siegmund's approximation gives the in-control average run length
+  of one side ARL0 = (exp(2kb) - 2kb - 1) / (2k^2), b = h + 1.166, and half of it two-sided
+  (:func:`cusum_arl0`); defaults k = 0.5, h = 8 give about 9,600 frames (16 min at 10 Hz) per false
+  alarm **for independent frames**. Shares of consecutive frames are correlated, which shortens
+  it; fit the baseline on several drives and raise h if the nominal replay alarms;
+- ``contradiction``: the fraction of confirmed detections on which the modality's share is below
+  ``contradiction_share`` (a sensor arguing against what the others confirm).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fusion_monitor.health.config import AttributionCheckConfig
+from fusion_monitor.health.status import CheckResult, Level, fmt
+
+#: Checks per modality, in order.
+ATTRIBUTION_CHECKS = ("contribution", "drift", "contradiction")
+BASELINE_FORMAT = 1
+
+
+class BaselineMismatch(ValueError):
+    """A baseline was calibrated for another model or sensor set (the message says which differs)."""
+
+
+def frame_statistics(detection_shares: Sequence[Mapping[str, float]], modalities: Sequence[str],
+                     scores: Sequence[float] | None = None, bev_shares: Mapping[str, float] | None = None,
+                     min_score: float = 0.0) -> dict[str, float]:
+    """One frame's share statistics: ``det.<m>`` (mean share over detections with score >= min_score; nan when
+    none) and ``bev.<m>`` (nan when not given)."""
+    if scores is not None and len(scores) != len(detection_shares):
+        raise ValueError(f"{len(scores)} scores for {len(detection_shares)} detections")
+    keep = [d for i, d in enumerate(detection_shares) if scores is None or scores[i] >= min_score]
+    out = {}
+    for m in modalities:
+        vals = [float(d.get(m, 0.0)) for d in keep]
+        out[f"det.{m}"] = float(np.mean(vals)) if vals else float("nan")
+        out[f"bev.{m}"] = float(bev_shares[m]) if bev_shares is not None and m in bev_shares else float("nan")
+    return out
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Nominal share statistics of one model on one sensor set.
+
+    Attributes
+    ----------
+    model_id : str
+        Identifies the model (package name + hash); a baseline is refused for another model.
+    sensors : tuple[str, ...]
+        Sensor names of the rig it was fit on (sorted); refused for another set.
+    modalities : tuple[str, ...]
+    mean, std : dict[str, float]
+        Per statistic key (``det.<m>``, ``bev.<m>``); std has a floor (``min_std`` at fit time).
+    n_frames : int
+        Frames the fit used.
+    source : str
+        Free text: which drives it was fit on.
+    """
+
+    model_id: str
+    sensors: tuple[str, ...]
+    modalities: tuple[str, ...]
+    mean: dict[str, float]
+    std: dict[str, float]
+    n_frames: int
+    source: str = ""
+
+    def check_compatible(self, model_id: str, sensors: Iterable[str]) -> None:
+        """Raise :class:`BaselineMismatch` unless model id and sensor set match."""
+        if model_id != self.model_id:
+            raise BaselineMismatch(f"baseline is for model {self.model_id!r}, the running model is {model_id!r}")
+        s = tuple(sorted(sensors))
+        if s != self.sensors:
+            missing = sorted(set(self.sensors) - set(s))
+            extra = sorted(set(s) - set(self.sensors))
+            raise BaselineMismatch(f"baseline sensor set differs: missing {missing}, not in baseline {extra}")
+
+    def to_dict(self) -> dict:
+        return {"format": BASELINE_FORMAT, "model_id": self.model_id, "sensors": list(self.sensors),
+                "modalities": list(self.modalities), "n_frames": int(self.n_frames), "source": self.source,
+                "mean": {k: float(v) for k, v in self.mean.items()}, "std": {k: float(v) for k, v in self.std.items()}}
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text (also written to ``path`` when given)."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Baseline:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"baseline must be a mapping, got {type(d).__name__}")
+        if d.get("format") != BASELINE_FORMAT:
+            raise ValueError(f"baseline format {d.get('format')!r} is not {BASELINE_FORMAT}")
+        for k in ("model_id", "sensors", "modalities", "mean", "std", "n_frames"):
+            if k not in d:
+                raise ValueError(f"baseline lacks '{k}'")
+        mean = {str(k): float(v) for k, v in d["mean"].items()}
+        std = {str(k): float(v) for k, v in d["std"].items()}
+        if set(mean) != set(std):
+            raise ValueError(f"baseline mean keys {sorted(mean)} != std keys {sorted(std)}")
+        bad = [k for k, v in std.items() if not (v > 0)]
+        if bad:
+            raise ValueError(f"baseline std must be > 0 for {bad}")
+        return cls(str(d["model_id"]), tuple(sorted(str(s) for s in d["sensors"])),
+                   tuple(str(m) for m in d["modalities"]), mean, std, int(d["n_frames"]), str(d.get("source", "")))
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> Baseline:
+        """Baseline from YAML text or a file path."""
+        p = Path(text_or_path) if not (isinstance(text_or_path, str) and "\n" in text_or_path) else None
+        text = p.read_text() if p is not None and p.exists() else str(text_or_path)
+        try:
+            return cls.from_dict(yaml.safe_load(text))
+        except yaml.YAMLError as e:
+            raise ValueError(f"baseline is not valid YAML: {e}") from None
+
+
+def fit_baseline(frames: Iterable[Mapping[str, float]], model_id: str, sensors: Iterable[str],
+                 modalities: Sequence[str], min_std: float = 0.02, min_frames: int = 20, source: str = "") -> Baseline:
+    """Fit a baseline from nominal frames' statistics (:func:`frame_statistics` outputs).
+
+    Keys whose values are nan in every frame are left out. ``min_std`` floors the std (a
+    modality that never varies must not make every tiny change an alarm).
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``min_frames`` frames with a finite value for some kept key.
+    """
+    rows = list(frames)
+    mean, std = {}, {}
+    keys = sorted({k for r in rows for k in r})
+    for k in keys:
+        v = np.array([float(r.get(k, float("nan"))) for r in rows])
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        if v.size < min_frames:
+            raise ValueError(f"baseline key {k}: only {v.size} frames with a value, need >= {min_frames}")
+        mean[k] = float(v.mean())
+        std[k] = max(float(v.std(ddof=1)), float(min_std))
+    if not mean:
+        raise ValueError("no frame has any share statistic")
+    return Baseline(model_id, tuple(sorted(sensors)), tuple(modalities), mean, std, len(rows), source)
+
+
+def cusum_arl0(k: float, h: float, two_sided: bool = True) -> float:
+    """In-control average run length (frames) of a CUSUM on N(0, 1) data (Siegmund's approximation)."""
+    if k <= 0:
+        raise ValueError(f"cusum k {k} must be > 0")
+    b = h + 1.166
+    arl = (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
+    return arl / 2 if two_sided else arl
+
+
+@dataclass
+class Cusum:
+    """Two-sided tabular CUSUM on standardised values: S+ = max(0, S+ + z - k), S- = max(0, S- - z - k)."""
+
+    k: float = 0.5
+    h: float = 8.0
+    hi: float = 0.0
+    lo: float = 0.0
+
+    def update(self, z: float) -> bool:
+        """Add one standardised value; True while either sum exceeds h."""
+        if math.isfinite(z):
+            self.hi = max(0.0, self.hi + z - self.k)
+            self.lo = max(0.0, self.lo - z - self.k)
+        return self.hi > self.h or self.lo > self.h
+
+    def reset(self) -> None:
+        self.hi = self.lo = 0.0
+
+
+@dataclass
+class _ModState:
+    det: deque = field(default_factory=deque)
+    bev: deque = field(default_factory=deque)
+    confirmed: deque = field(default_factory=deque)
+    contradicted: deque = field(default_factory=deque)
+    cusum: dict = field(default_factory=dict)
+
+
+class AttributionChecker:
+    """Attribution checks of all modalities.
+
+    Parameters
+    ----------
+    modalities : sequence of str
+    config : AttributionCheckConfig
+    baseline : Baseline or None
+        Without one, only the absolute collapse and contradiction rules run.
+    """
+
+    def __init__(self, modalities: Sequence[str], config: AttributionCheckConfig | None = None,
+                 baseline: Baseline | None = None):
+        self.modalities = tuple(modalities)
+        self.config = config or AttributionCheckConfig()
+        self.baseline = baseline
+        self.frames = 0
+        self.reset()
+
+    def reset(self) -> None:
+        n = self.config.window
+        self._st = {m: _ModState(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n),
+                                 {kind: Cusum(self.config.cusum_k, self.config.cusum_h) for kind in ("det", "bev")})
+                    for m in self.modalities}
+
+    def update(self, detection_shares: Sequence[Mapping[str, float]], scores: Sequence[float] | None = None,
+               bev_shares: Mapping[str, float] | None = None, live: Mapping[str, bool] | None = None
+               ) -> dict[str, dict[str, CheckResult]]:
+        """One inference frame; returns modality -> check -> result.
+
+        ``live`` says, per modality, whether its sensors delivered data for this frame (a masked
+        modality is expected to contribute nothing and is not called collapsed).
+        """
+        c = self.config
+        stats = frame_statistics(detection_shares, self.modalities, scores, bev_shares, c.min_score)
+        conf = [d for i, d in enumerate(detection_shares) if scores is None or scores[i] >= c.min_score]
+        self.frames += 1
+        out = {}
+        for m in self.modalities:
+            s = self._st[m]
+            for kind, dq in (("det", s.det), ("bev", s.bev)):
+                x = stats[f"{kind}.{m}"]
+                if math.isfinite(x):
+                    dq.append(x)
+            s.confirmed.append(len(conf))
+            s.contradicted.append(sum(1 for d in conf if float(d.get(m, 0.0)) < c.contradiction_share))
+            is_live = True if live is None else bool(live.get(m, True))
+            out[m] = {"contribution": self._contribution(m, s, is_live), "drift": self._drift(m, s, stats, is_live),
+                      "contradiction": self._contradiction(m, s)}
+        return out
+
+    def _base(self, key: str) -> tuple[float, float] | None:
+        b = self.baseline
+        if b is None or key not in b.mean:
+            return None
+        return b.mean[key], b.std[key]
+
+    def _contribution(self, m: str, s: _ModState, live: bool) -> CheckResult:
+        c = self.config
+        kind, dq = ("det", s.det) if s.det else ("bev", s.bev)
+        if not dq:
+            return CheckResult(Level.OK, "no detections yet", {"value": "nan", "bound": f">= {c.min_share:g}"})
+        share = float(np.mean(dq))
+        base = self._base(f"{kind}.{m}")
+        v = {"value": fmt(share), "bound": f">= {c.min_share:g}", "statistic": f"{kind} share, mean of {len(dq)} frames"}
+        if base is not None:
+            v.update(baseline_mean=fmt(base[0]), baseline_std=fmt(base[1]))
+        if not live:
+            return CheckResult(Level.OK, f"{m} masked (no data): contribution not judged", v)
+        normally_contributes = base is None or base[0] >= 2 * c.min_share
+        if share < c.min_share and normally_contributes:
+            ref = f" (baseline {base[0]:.0%})" if base is not None else ""
+            return CheckResult(Level.ERROR, f"modality collapse: {m} delivers data but contributes {share:.1%} of the "
+                               f"{'detections' if kind == 'det' else 'BEV'}{ref}", v)
+        if base is not None:
+            z = (share - base[0]) / base[1]
+            v.update(z=fmt(z))
+            if abs(z) > c.z_warn:
+                return CheckResult(Level.WARN, f"{m} share {share:.0%} vs baseline {base[0]:.0%} +- {base[1]:.0%} "
+                                   f"({z:+.1f} std)", {**v, "bound": f"|z| <= {c.z_warn:g}"})
+        return CheckResult(Level.OK, f"{m} share {share:.0%}", v)
+
+    def _drift(self, m: str, s: _ModState, stats: Mapping[str, float], live: bool) -> CheckResult:
+        c = self.config
+        v = {"bound": f"S <= {c.cusum_h:g} (k={c.cusum_k:g}, ARL0 ~ {cusum_arl0(c.cusum_k, c.cusum_h):.0f} frames)"}
+        if self.baseline is None:
+            return CheckResult(Level.OK, "no baseline: drift not judged", {**v, "value": "nan"})
+        alarms = []
+        for kind in ("det", "bev"):
+            base = self._base(f"{kind}.{m}")
+            x = stats[f"{kind}.{m}"]
+            cs = s.cusum[kind]
+            if base is None or not live:
+                continue
+            if cs.update((x - base[0]) / base[1] if math.isfinite(x) else float("nan")):
+                alarms.append((kind, "up" if cs.hi > cs.lo else "down", max(cs.hi, cs.lo)))
+            v[f"cusum_{kind}"] = fmt(max(cs.hi, cs.lo))
+        v["value"] = fmt(max((s.cusum[k].hi for k in s.cusum), default=0.0))
+        if alarms:
+            kind, direction, stat = alarms[0]
+            base = self._base(f"{kind}.{m}")
+            return CheckResult(Level.WARN, f"{m} {'detection' if kind == 'det' else 'BEV'} share drifted {direction} "
+                               f"from baseline {base[0]:.0%} (CUSUM {stat:.1f} > {c.cusum_h:g})", {**v, "value": fmt(stat)})
+        return CheckResult(Level.OK, f"{m} share within baseline", v)
+
+    def _contradiction(self, m: str, s: _ModState) -> CheckResult:
+        c = self.config
+        n = int(sum(s.confirmed))
+        k = int(sum(s.contradicted))
+        v = {"value": fmt(k / n if n else float("nan")), "bound": f"<= {c.contradiction_warn:g}",
+             "confirmed": str(n), "contradicted": str(k), "share_bound": f"< {c.contradiction_share:g}"}
+        if n < c.min_detections:
+            return CheckResult(Level.OK, f"{n} confirmed detections in window: not judged", v)
+        f = k / n
+        if f > c.contradiction_error:
+            return CheckResult(Level.ERROR, f"{m} argues against {f:.0%} of confirmed detections ({k} of {n})",
+                               {**v, "bound": f"<= {c.contradiction_error:g}"})
+        if f > c.contradiction_warn:
+            return CheckResult(Level.WARN, f"{m} argues against {f:.0%} of confirmed detections ({k} of {n})", v)
+        return CheckResult(Level.OK, f"{m} contradicts {f:.0%} of confirmed detections", v)

@@ -1,0 +1,348 @@
+"""Every health threshold: frozen, validated, documented configs with flat ``health.<group>.<name>`` io.
+
+The node declares one ROS parameter per entry of :func:`describe` (name, default, description,
+range); the replay tool reads the same names from its parameter file. :meth:`HealthConfig.from_dict`
+validates at the boundary, so the core only ever sees a valid frozen config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _p(default, doc: str, lo: float | None = None, hi: float | None = None):
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi})
+
+
+class _Group:
+    """Range validation from field metadata (mixin for the frozen group dataclasses)."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            expected = type(f.default)
+            if expected is float and isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v))
+                v = float(v)
+            if expected is int and isinstance(v, float) and v.is_integer():
+                object.__setattr__(self, f.name, int(v))
+                v = int(v)
+            if type(v) is not expected:
+                raise TypeError(f"{type(self).__name__}.{f.name} = {v!r} must be {expected.__name__}")
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and v < lo:
+                raise ValueError(f"{type(self).__name__}.{f.name} = {v!r} is below its minimum {lo}")
+            if hi is not None and v > hi:
+                raise ValueError(f"{type(self).__name__}.{f.name} = {v!r} is above its maximum {hi}")
+        self._check()
+
+    def _check(self):  # cross-field rules, overridden per group
+        pass
+
+    def _order(self, lower: str, upper: str, strict: bool = True):
+        a, b = getattr(self, lower), getattr(self, upper)
+        if (a >= b) if strict else (a > b):
+            raise ValueError(f"{type(self).__name__}: {lower} = {a} must be {'<' if strict else '<='} {upper} = {b}")
+
+
+@dataclass(frozen=True)
+class DebounceConfig(_Group):
+    """k-of-n debounce with hysteresis (Autoware-style: raise only after repeated bad frames)."""
+
+    window: int = _p(5, "length n of the sliding window of raw results per check", 1, 1000)
+    raise_count: int = _p(3, "bad results (k of the last n) needed before a check raises WARN/ERROR", 1, 1000)
+    clear_count: int = _p(5, "consecutive results below the raised level needed before it recovers (hysteresis)",
+                          1, 1000)
+
+    def _check(self):
+        self._order("raise_count", "window", strict=False)
+
+
+@dataclass(frozen=True)
+class LivenessConfig(_Group):
+    """Rate, staleness, stamp skew and time-jump thresholds (node clock and header stamps)."""
+
+    stale_timeout_ms: float = _p(250.0, "a sensor silent for longer than this (node clock) is STALE", 1.0, 60000.0)
+    rate_window_s: float = _p(2.0, "window over which message rates are measured", 0.1, 600.0)
+    rate_tolerance: float = _p(0.2, "relative deviation from the expected rate that raises WARN", 0.01, 10.0)
+    rate_error_fraction: float = _p(0.5, "a rate below this fraction of the expected rate is ERROR", 0.0, 1.0)
+    max_delay_ms: float = _p(300.0, "node-clock minus header-stamp delay above which the sensor is WARN", 1.0, 1e6)
+    sync_warn_ms: float = _p(50.0, "|stamp skew| to the other sensors (median delay difference) that raises WARN",
+                             0.1, 1e6)
+    sync_error_ms: float = _p(200.0, "|stamp skew| that raises ERROR", 0.1, 1e6)
+    time_jump_ms: float = _p(1000.0, "a header stamp step that differs from the node-clock step by more than this "
+                             "is a time jump", 1.0, 1e7)
+
+    def _check(self):
+        self._order("sync_warn_ms", "sync_error_ms")
+
+
+@dataclass(frozen=True)
+class CameraCheckConfig(_Group):
+    """Image statistics thresholds; luma in [0, 1] on a subsampled image."""
+
+    stride: int = _p(4, "pixel stride of the subsampled image the checks run on (speed)", 1, 64)
+    dark_threshold: float = _p(0.1, "mean luma below which the camera is WARN (dark)", 0.0, 1.0)
+    dark_error: float = _p(0.04, "mean luma below which the camera is ERROR (black)", 0.0, 1.0)
+    bright_threshold: float = _p(0.3, "fraction of saturated pixels (luma >= 0.98) that raises WARN (a sunny sky "
+                                 "saturates up to about 25 %)", 0.0, 1.0)
+    bright_error: float = _p(0.6, "fraction of saturated pixels that raises ERROR", 0.0, 1.0)
+    contrast_threshold: float = _p(0.08, "luma standard deviation below which contrast is WARN", 0.0, 1.0)
+    contrast_error: float = _p(0.03, "luma standard deviation below which contrast is ERROR", 0.0, 1.0)
+    blur_threshold: float = _p(0.0008, "variance of the Laplacian (luma, subsampled) below which the image is "
+                               "WARN (blurred)", 0.0, 1.0)
+    blur_error: float = _p(0.0003, "variance of the Laplacian below which the image is ERROR", 0.0, 1.0)
+    baseline_alpha: float = _p(0.05, "EMA weight of a nominal frame in the camera's own running baseline (mean luma, "
+                               "sharpness)", 0.0, 1.0)
+    baseline_alpha_degraded: float = _p(0.002, "EMA weight while a relative check is raised, so a lasting scene "
+                                        "change (tunnel, dusk) is absorbed in about a minute at 12 Hz; 0 = never",
+                                        0.0, 1.0)
+    baseline_warmup_frames: int = _p(3, "frames before the running baseline is used", 1, 10000)
+    dark_ratio: float = _p(0.5, "mean luma below this fraction of the camera's own baseline is WARN (darkening)",
+                           0.0, 1.0)
+    bright_shift: float = _p(0.2, "mean luma above the camera's own baseline by more than this is WARN (brightening)",
+                             0.0, 1.0)
+    blur_ratio: float = _p(0.3, "sharpness below this fraction of the camera's own baseline is WARN (blur)", 0.0, 1.0)
+    blur_ratio_error: float = _p(0.15, "sharpness below this fraction of the baseline is ERROR", 0.0, 1.0)
+    noise_ratio: float = _p(4.0, "sharpness above this multiple of the baseline is WARN (sensor noise)", 1.0, 1e6)
+    noise_ratio_error: float = _p(10.0, "sharpness above this multiple of the baseline is ERROR", 1.0, 1e6)
+    haze_shift: float = _p(0.1, "rise of the mean dark channel (min over RGB) above the camera's own baseline that, "
+                           "with a sharpness drop, raises WARN (fog, haze, fogged lens)", 0.0, 1.0)
+    haze_error_shift: float = _p(0.2, "dark-channel rise that, with a sharpness drop, raises ERROR", 0.0, 1.0)
+    haze_sharpness_ratio: float = _p(0.6, "sharpness below this fraction of the baseline is the drop the haze rule "
+                                     "needs", 0.0, 1.0)
+    frozen_diff: float = _p(0.002, "mean |frame difference| of luma below which a new frame counts as frozen",
+                            0.0, 1.0)
+    frozen_frames_warn: int = _p(2, "consecutive frozen frames that raise WARN", 1, 10000)
+    frozen_frames_error: int = _p(5, "consecutive frozen frames that raise ERROR", 1, 10000)
+    grid_rows: int = _p(4, "rows of the occlusion grid", 1, 32)
+    grid_cols: int = _p(4, "columns of the occlusion grid", 1, 32)
+    occlusion_sharpness_ratio: float = _p(0.15, "a grid cell whose sharpness ratio (to its own running baseline) is "
+                                          "below this fraction of the 80th-percentile cell ratio counts as blocked "
+                                          "(a local, not global, loss)", 0.0, 1.0)
+    occlusion_dark_luma: float = _p(0.06, "a grid cell darker than this and flat is blocked (opaque occluder)",
+                                    0.0, 1.0)
+    occlusion_flat_std: float = _p(0.02, "luma std below which a dark cell counts as flat", 0.0, 1.0)
+    occlusion_warmup_frames: int = _p(3, "frames before the per-cell sharpness baseline is used", 1, 10000)
+    occlusion_baseline_alpha: float = _p(0.1, "EMA weight of a new frame in the per-cell sharpness baseline",
+                                         0.0, 1.0)
+    occlusion_error_cells: int = _p(4, "blocked cells that raise ERROR (one or more raise WARN)", 1, 1024)
+
+    def _check(self):
+        self._order("dark_error", "dark_threshold", strict=False)
+        self._order("bright_threshold", "bright_error", strict=False)
+        self._order("contrast_error", "contrast_threshold", strict=False)
+        self._order("blur_error", "blur_threshold", strict=False)
+        self._order("frozen_frames_warn", "frozen_frames_error", strict=False)
+        self._order("blur_ratio_error", "blur_ratio", strict=False)
+        self._order("noise_ratio", "noise_ratio_error", strict=False)
+        self._order("haze_shift", "haze_error_shift", strict=False)
+
+
+@dataclass(frozen=True)
+class LidarCheckConfig(_Group):
+    """Point-cloud thresholds. Azimuths are in the base frame (REP 103: 0 deg forward, +90 deg left)."""
+
+    min_points: int = _p(5000, "points per sweep below which the LiDAR is ERROR", 0, 10_000_000)
+    count_drop_warn: float = _p(0.6, "sweep count below this fraction of the running median is WARN", 0.0, 1.0)
+    count_drop_error: float = _p(0.3, "sweep count below this fraction of the running median is ERROR", 0.0, 1.0)
+    count_history: int = _p(20, "sweeps in the running median of the point count", 1, 10000)
+    azimuth_bins: int = _p(36, "azimuth bins of the blockage check (36 = 10 deg)", 4, 720)
+    ground_elevation_deg: float = _p(-8.0, "beams below this elevation (base frame) form the ground band, the rest "
+                                     "the sky band", -90.0, 90.0)
+    blockage_ratio: float = _p(0.1, "a bin with fewer points than this fraction of its reference is blocked",
+                               0.0, 1.0)
+    blockage_min_reference: float = _p(20.0, "bins whose reference count is below this are not judged (sky over "
+                                       "open road)", 0.0, 1e9)
+    blockage_warn_deg: float = _p(20.0, "blocked azimuth width that raises WARN", 0.0, 360.0)
+    blockage_error_deg: float = _p(60.0, "blocked azimuth width that raises ERROR", 0.0, 360.0)
+    sky_only_alerts: bool = _p(False, "raise WARN for sectors where only the upper beams lost their returns (off by "
+                               "default: an open view past a building looks the same; they are still listed in the "
+                               "status values)")
+    reference_alpha: float = _p(0.05, "EMA weight of a sweep in the per-bin sky reference", 0.0, 1.0)
+    ego_box_m: str = _p("-1.5,4.5,-1.2,1.2,-0.5,2.3", "ego-body box in the base frame (x_min,x_max,y_min,y_max,"
+                        "z_min,z_max, m) whose returns are ignored")
+    near_range_m: float = _p(3.0, "range (m, from the sensor) inside which returns outside the ego box are clutter",
+                             0.0, 100.0)
+    near_warn: float = _p(0.004, "near-range clutter fraction that raises WARN (snow, spray, crosstalk)", 0.0, 1.0)
+    near_error: float = _p(0.015, "near-range clutter fraction that raises ERROR", 0.0, 1.0)
+    visibility_warn_m: float = _p(22.0, "95th-percentile range below which visibility is WARN (fog)", 0.0, 1000.0)
+    visibility_error_m: float = _p(13.0, "95th-percentile range below which visibility is ERROR", 0.0, 1000.0)
+    fog_shell_min_m: float = _p(3.0, "inner range (m) of the fog-return shell", 0.0, 100.0)
+    fog_shell_max_m: float = _p(8.0, "outer range (m) of the fog-return shell", 0.0, 100.0)
+    fog_shell_intensity: float = _p(3.0, "returns in the shell at or below this intensity count as fog returns",
+                                    0.0, 255.0)
+    fog_shell_warn: float = _p(0.08, "fraction of fog returns that raises WARN (nuScenes nominal about 0.025)",
+                               0.0, 1.0)
+    fog_shell_error: float = _p(0.25, "fraction of fog returns that raises ERROR", 0.0, 1.0)
+    below_ground_m: float = _p(-1.5, "base-frame z below which a return is an outlier (ground is z = 0)", -100.0, 0.0)
+    below_ground_radius_m: float = _p(20.0, "horizontal radius within which below-ground returns are counted "
+                                      "(slopes beyond it)", 0.0, 1000.0)
+    outlier_warn: float = _p(0.001, "below-ground outlier fraction that raises WARN (crosstalk, solar noise)",
+                             0.0, 1.0)
+    outlier_error: float = _p(0.005, "below-ground outlier fraction that raises ERROR", 0.0, 1.0)
+    intensity_warn: float = _p(6.0, "mean intensity (0..255) below which the LiDAR is WARN", 0.0, 255.0)
+    intensity_error: float = _p(2.5, "mean intensity below which the LiDAR is ERROR", 0.0, 255.0)
+
+    def _check(self):
+        self._order("count_drop_error", "count_drop_warn", strict=False)
+        self._order("blockage_warn_deg", "blockage_error_deg", strict=False)
+        self._order("near_warn", "near_error", strict=False)
+        self._order("visibility_error_m", "visibility_warn_m", strict=False)
+        self._order("intensity_error", "intensity_warn", strict=False)
+        self._order("fog_shell_min_m", "fog_shell_max_m")
+        self._order("fog_shell_warn", "fog_shell_error", strict=False)
+        self._order("outlier_warn", "outlier_error", strict=False)
+        ego_box(self.ego_box_m)
+
+
+def ego_box(text: str) -> tuple[float, float, float, float, float, float]:
+    """Parse ``"x_min,x_max,y_min,y_max,z_min,z_max"`` (metres) into a tuple, validating order."""
+    try:
+        v = tuple(float(s) for s in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"ego_box_m {text!r} is not 6 comma-separated numbers") from None
+    if len(v) != 6 or not (v[0] < v[1] and v[2] < v[3] and v[4] < v[5]):
+        raise ValueError(f"ego_box_m {text!r} must be x_min,x_max,y_min,y_max,z_min,z_max with min < max")
+    return v  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RadarCheckConfig(_Group):
+    """Radar target-list thresholds (per radar)."""
+
+    min_targets: int = _p(1, "targets per scan below which the radar is ERROR (delivers but sees nothing)", 0, 100000)
+    count_drop_warn: float = _p(0.3, "windowed mean count below this fraction of the running median is WARN",
+                                0.0, 1.0)
+    count_history: int = _p(30, "scans in the running median of the target count", 1, 10000)
+    clutter_ratio: float = _p(2.0, "count above this multiple of the running median is a clutter burst (WARN)",
+                              1.0, 1000.0)
+    clutter_error_ratio: float = _p(4.0, "count above this multiple of the running median is ERROR", 1.0, 1000.0)
+    min_targets_for_velocity: int = _p(5, "targets needed before the velocity checks judge a scan", 1, 100000)
+    max_speed_mps: float = _p(70.0, "|compensated velocity| above this is implausible", 0.0, 1000.0)
+    implausible_fraction: float = _p(0.2, "fraction of implausible velocities that raises ERROR", 0.0, 1.0)
+    static_bias_warn_mps: float = _p(0.3, "|median radial velocity of static targets| that raises WARN", 0.0, 100.0)
+    static_bias_error_mps: float = _p(1.0, "|median radial velocity of static targets| that raises ERROR",
+                                      0.0, 100.0)
+
+    def _check(self):
+        self._order("clutter_ratio", "clutter_error_ratio", strict=False)
+        self._order("static_bias_warn_mps", "static_bias_error_mps", strict=False)
+
+
+@dataclass(frozen=True)
+class AttributionCheckConfig(_Group):
+    """Contribution-share checks against a calibrated baseline (docs: fusion_monitor.health.attribution)."""
+
+    min_share: float = _p(0.05, "a modality whose mean |share| falls below this while its sensors deliver is "
+                          "ERROR (modality collapse)", 0.0, 1.0)
+    window: int = _p(10, "frames averaged by the collapse and contradiction checks", 1, 100000)
+    z_warn: float = _p(4.0, "|windowed share - baseline mean| / baseline std that raises WARN", 0.0, 1000.0)
+    cusum_k: float = _p(0.5, "CUSUM reference value k (in baseline std units)", 0.0, 100.0)
+    cusum_h: float = _p(8.0, "CUSUM decision interval h (std units); k=0.5, h=8 gives an in-control average run "
+                        "length of about 9,600 frames two-sided (Siegmund approximation, i.i.d. frames)",
+                        0.1, 1000.0)
+    contradiction_share: float = _p(-0.2, "a modality share below this on a confirmed detection contradicts it",
+                                    -1.0, 0.0)
+    contradiction_warn: float = _p(0.3, "fraction of confirmed detections contradicted that raises WARN", 0.0, 1.0)
+    contradiction_error: float = _p(0.6, "fraction of confirmed detections contradicted that raises ERROR",
+                                    0.0, 1.0)
+    min_detections: int = _p(3, "confirmed detections in the window needed to judge contradiction", 1, 100000)
+    min_score: float = _p(0.3, "detection score at or above which a detection counts as confirmed", 0.0, 1.0)
+
+    def _check(self):
+        self._order("contradiction_warn", "contradiction_error", strict=False)
+
+
+_GROUPS: dict[str, type] = {
+    "debounce": DebounceConfig,
+    "liveness": LivenessConfig,
+    "camera": CameraCheckConfig,
+    "lidar": LidarCheckConfig,
+    "radar": RadarCheckConfig,
+    "attribution": AttributionCheckConfig,
+}
+
+#: Older flat names (fusion_monitor/ros/params.py) accepted by :meth:`HealthConfig.from_dict`.
+ALIASES = {
+    "health.stale_timeout_ms": "health.liveness.stale_timeout_ms",
+    "health.debounce_frames": "health.debounce.raise_count",
+}
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """All health thresholds, grouped; every leaf is a ROS parameter ``health.<group>.<name>``."""
+
+    debounce: DebounceConfig = field(default_factory=DebounceConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    camera: CameraCheckConfig = field(default_factory=CameraCheckConfig)
+    lidar: LidarCheckConfig = field(default_factory=LidarCheckConfig)
+    radar: RadarCheckConfig = field(default_factory=RadarCheckConfig)
+    attribution: AttributionCheckConfig = field(default_factory=AttributionCheckConfig)
+
+    def to_dict(self, prefix: str = "health") -> dict[str, Any]:
+        """Flat ``{"health.<group>.<name>": value}``."""
+        out = {}
+        for g in _GROUPS:
+            for f in dataclasses.fields(getattr(self, g)):
+                out[f"{prefix}.{g}.{f.name}"] = getattr(getattr(self, g), f.name)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], prefix: str = "health", strict: bool = True) -> HealthConfig:
+        """Config from flat names (defaults for absent ones).
+
+        Raises
+        ------
+        KeyError
+            A name under ``prefix`` that is no health parameter (``strict``); the message names it.
+        ValueError, TypeError
+            A value out of range or of the wrong type; the message names the parameter.
+        """
+        groups: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
+        for key, v in values.items():
+            key = ALIASES.get(key, key) if prefix == "health" else key
+            if not key.startswith(prefix + "."):
+                continue
+            parts = key[len(prefix) + 1:].split(".")
+            if len(parts) != 2 or parts[0] not in _GROUPS or parts[1] not in {
+                    f.name for f in dataclasses.fields(_GROUPS[parts[0]])}:
+                if strict:
+                    raise KeyError(f"{key!r} is not a health parameter (groups: {', '.join(_GROUPS)})")
+                continue
+            groups[parts[0]][parts[1]] = v
+        try:
+            return cls(**{g: _GROUPS[g](**kw) for g, kw in groups.items()})
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"health parameters: {e}") from None
+
+    def replace(self, **flat: Any) -> HealthConfig:
+        """A copy with some flat names (``"camera.dark_threshold"`` or ``"health.camera.dark_threshold"``) changed."""
+        d = self.to_dict()
+        for k, v in flat.items():
+            d[k if k.startswith("health.") else f"health.{k}"] = v
+        return HealthConfig.from_dict(d)
+
+
+@dataclass(frozen=True)
+class ParamDescription:
+    """One health parameter as the node declares it."""
+
+    name: str
+    default: Any
+    description: str
+    min_value: float | None
+    max_value: float | None
+
+
+def describe(prefix: str = "health") -> list[ParamDescription]:
+    """Every health parameter with default, description and range (for ROS ParameterDescriptors and docs)."""
+    out = []
+    for g, cls in _GROUPS.items():
+        for f in dataclasses.fields(cls):
+            out.append(ParamDescription(f"{prefix}.{g}.{f.name}", f.default, f.metadata["doc"],
+                                        f.metadata.get("min"), f.metadata.get("max")))
+    return out

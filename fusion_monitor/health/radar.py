@@ -1,0 +1,136 @@
+"""Radar target-list checks (per radar): target count, velocity plausibility and bias, clutter bursts."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from fusion_monitor.health.config import RadarCheckConfig
+from fusion_monitor.health.status import CheckResult, Level, fmt
+
+#: Checks a :class:`RadarChecker` reports, in order.
+RADAR_CHECKS = ("target_count", "velocity", "clutter")
+
+#: ARS408 dyn_prop values meaning "stationary" (stationary, stationary candidate, crossing stationary).
+STATIC_DYN_PROP = (1, 3, 5)
+#: dyn_prop values meaning "moving" (moving, oncoming, crossing moving).
+MOVING_DYN_PROP = (0, 2, 6)
+
+
+def radar_fields(points: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns of a structured radar array (x y rcs vx_comp vy_comp required; vx vy dyn_prop optional) as float64.
+
+    Raises
+    ------
+    ValueError
+        Not a structured array or a required field is missing (named).
+    """
+    a = np.asarray(points).reshape(-1)
+    need = ("x", "y", "rcs", "vx_comp", "vy_comp")
+    if not a.dtype.names:
+        raise ValueError(f"radar points must be a structured array with fields {need}, got {a.dtype}")
+    missing = [f for f in need if f not in a.dtype.names]
+    if missing:
+        raise ValueError(f"radar points lack fields {missing} (have {list(a.dtype.names)})")
+    out = {f: a[f].astype(np.float64) for f in a.dtype.names if f in (*need, "vx", "vy", "dyn_prop")}
+    ok = np.isfinite(out["x"]) & np.isfinite(out["y"])
+    return {k: v[ok] for k, v in out.items()}
+
+
+class RadarChecker:
+    """Stateful checks of one radar (running median of the target count over scans judged OK).
+
+    Parameters
+    ----------
+    sensor : str
+    config : RadarCheckConfig
+    """
+
+    def __init__(self, sensor: str, config: RadarCheckConfig | None = None):
+        self.sensor = sensor
+        self.config = config or RadarCheckConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the count history (after a time jump)."""
+        self._counts: deque[int] = deque(maxlen=self.config.count_history)
+
+    def update(self, points: np.ndarray) -> dict[str, CheckResult]:
+        """Run every radar check on one scan (structured array in the radar frame)."""
+        f = radar_fields(points)
+        n = len(f["x"])
+        med = float(np.median(self._counts)) if len(self._counts) >= 3 else float("nan")
+        count = self._count(n, med)
+        clutter = self._clutter(f, n, med)
+        if count.level == Level.OK and clutter.level == Level.OK:
+            self._counts.append(n)
+        return {"target_count": count, "velocity": self._velocity(f, n), "clutter": clutter}
+
+    def _count(self, n: int, med: float) -> CheckResult:
+        c = self.config
+        v = {"value": str(n), "bound": f">= {c.min_targets}", "running_median": fmt(med)}
+        if n < c.min_targets:
+            return CheckResult(Level.ERROR, f"{n} targets: the radar delivers but sees nothing", v)
+        if np.isfinite(med) and med > 0 and n < c.count_drop_warn * med:
+            return CheckResult(Level.WARN, f"{n} targets, {n / med:.0%} of the running median {med:.0f}",
+                               {**v, "bound": f">= {c.count_drop_warn:g} x median"})
+        return CheckResult(Level.OK, f"{n} targets", v)
+
+    def _velocity(self, f: dict[str, np.ndarray], n: int) -> CheckResult:
+        c = self.config
+        if n < c.min_targets_for_velocity:
+            return CheckResult(Level.OK, f"velocity not judged ({n} targets)",
+                               {"value": "nan", "bound": f">= {c.min_targets_for_velocity} targets"})
+        r = np.maximum(np.hypot(f["x"], f["y"]), 1e-6)
+        ux, uy = f["x"] / r, f["y"] / r
+        vr = f["vx_comp"] * ux + f["vy_comp"] * uy
+        speed = np.hypot(f["vx_comp"], f["vy_comp"])
+        bad = float(np.count_nonzero(~np.isfinite(speed) | (speed > c.max_speed_mps))) / n
+        v = {"implausible_fraction": fmt(bad)}
+        if bad > c.implausible_fraction:
+            return CheckResult(Level.ERROR, f"{bad:.0%} of targets have |v| > {c.max_speed_mps:g} m/s or non-finite "
+                               "velocity", {**v, "value": fmt(bad), "bound": f"<= {c.implausible_fraction:g}"})
+        cols = [f[k] for k in ("vx", "vy", "vx_comp", "vy_comp") if k in f]
+        all_zero = all(not np.any(col) for col in cols)
+        moving = int(np.isin(f["dyn_prop"], MOVING_DYN_PROP).sum()) if "dyn_prop" in f else 0
+        if all_zero and moving > 0:
+            return CheckResult(Level.ERROR, f"all velocities exactly zero while {moving} targets are classified "
+                               "moving (Doppler stuck)", {**v, "value": "0", "bound": "non-zero", "moving": str(moving)})
+        if "dyn_prop" in f and np.isin(f["dyn_prop"], STATIC_DYN_PROP).sum() >= c.min_targets_for_velocity:
+            sel = np.isin(f["dyn_prop"], STATIC_DYN_PROP)
+            basis = "targets classified stationary"
+        else:
+            sel = np.abs(vr) < 2.0
+            basis = "targets with |v_r| < 2 m/s"
+        bias = float(np.median(vr[sel])) if sel.any() else 0.0
+        v.update(value=fmt(bias), bound=f"|x| <= {c.static_bias_warn_mps:g} m/s", static_targets=str(int(sel.sum())),
+                 all_zero=str(all_zero))
+        if abs(bias) > c.static_bias_error_mps:
+            return CheckResult(Level.ERROR, f"static world moves at {bias:+.2f} m/s radial (velocity bias; median of "
+                               f"{basis})", {**v, "bound": f"|x| <= {c.static_bias_error_mps:g} m/s"})
+        if abs(bias) > c.static_bias_warn_mps:
+            return CheckResult(Level.WARN, f"static world moves at {bias:+.2f} m/s radial (velocity bias; median of "
+                               f"{basis})", v)
+        if all_zero:
+            return CheckResult(Level.WARN, "all velocities exactly zero (ego stationary, or Doppler stuck)",
+                               {**v, "value": "0", "bound": "non-zero"})
+        return CheckResult(Level.OK, f"static-world residual {bias:+.2f} m/s", v)
+
+    def _clutter(self, f: dict[str, np.ndarray], n: int, med: float) -> CheckResult:
+        c = self.config
+        v = {"value": str(n), "bound": f"<= {c.clutter_ratio:g} x median", "running_median": fmt(med)}
+        if not (np.isfinite(med) and med > 0) or n <= c.clutter_ratio * med:
+            return CheckResult(Level.OK, "no clutter burst", v)
+        r = np.hypot(f["x"], f["y"])
+        az = np.degrees(np.arctan2(f["y"], f["x"]))
+        weak = f["rcs"] < np.median(f["rcs"])
+        sel = weak if weak.any() else np.ones(n, bool)
+        where = (f"range {np.percentile(r[sel], 10):.0f}-{np.percentile(r[sel], 90):.0f} m, azimuth "
+                 f"{np.percentile(az[sel], 10):.0f}..{np.percentile(az[sel], 90):.0f} deg")
+        v.update(ratio=fmt(n / med), region=where, rcs_median_dbsm=fmt(float(np.median(f["rcs"]))))
+        level = Level.ERROR if n > c.clutter_error_ratio * med else Level.WARN
+        if level == Level.ERROR:
+            v["bound"] = f"<= {c.clutter_error_ratio:g} x median"
+        return CheckResult(level, f"clutter burst: {n} targets, {n / med:.1f}x the running median (weak returns at "
+                           f"{where})", v)

@@ -1,0 +1,165 @@
+"""Attribution checks: baseline fit and yaml io, modality collapse, CUSUM drift with its false-alarm rate,
+contradiction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusion_monitor.health import (
+    AttributionCheckConfig,
+    AttributionChecker,
+    Baseline,
+    BaselineMismatch,
+    Cusum,
+    Level,
+    cusum_arl0,
+    fit_baseline,
+    frame_statistics,
+)
+
+MODS = ("camera", "radar", "lidar")
+SENSORS = ("CAM_FRONT", "LIDAR_TOP", "RADAR_FRONT")
+NOMINAL = {"camera": 0.3, "radar": 0.15, "lidar": 0.45}
+
+
+def nominal_frame(rng, n_det=6, shift=None):
+    shift = shift or {}
+    dets = []
+    for _ in range(n_det):
+        s = {m: NOMINAL[m] + shift.get(m, 0.0) + rng.normal(0, 0.05) for m in MODS}
+        s["bias"] = 0.1
+        dets.append(s)
+    bev = {m: NOMINAL[m] + shift.get(m, 0.0) + rng.normal(0, 0.02) for m in MODS}
+    return dets, [0.8] * n_det, bev
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    rng = np.random.default_rng(0)
+    frames = [frame_statistics(*nominal_frame(rng)[:1], MODS, None, nominal_frame(rng)[2]) for _ in range(300)]
+    return fit_baseline(frames, "ref-model@abc123", SENSORS, MODS, source="synthetic nominal")
+
+
+def test_frame_statistics_uses_confirmed_detections_only():
+    st = frame_statistics([{"camera": 0.9}, {"camera": -0.5}], MODS, scores=[0.9, 0.1], min_score=0.3)
+    assert st["det.camera"] == pytest.approx(0.9)
+    assert st["det.radar"] == 0.0  # a modality absent from a detection contributed nothing
+    assert np.isnan(st["bev.camera"])
+    with pytest.raises(ValueError, match="2 scores for 1"):
+        frame_statistics([{"camera": 1.0}], MODS, scores=[1, 2])
+
+
+def test_baseline_yaml_round_trip_and_refusal(baseline, tmp_path):
+    path = tmp_path / "baseline.yaml"
+    baseline.to_yaml(path)
+    back = Baseline.from_yaml(path)
+    assert back == baseline
+    assert Baseline.from_yaml(path.read_text()) == baseline
+    assert back.mean["det.lidar"] == pytest.approx(0.45, abs=0.01)
+    back.check_compatible("ref-model@abc123", reversed(SENSORS))
+    with pytest.raises(BaselineMismatch, match="model"):
+        back.check_compatible("other-model", SENSORS)
+    with pytest.raises(BaselineMismatch, match="RADAR_FRONT"):
+        back.check_compatible("ref-model@abc123", SENSORS[:2])
+    with pytest.raises(ValueError, match="format"):
+        Baseline.from_dict({**baseline.to_dict(), "format": 99})
+
+
+def test_fit_refuses_too_few_frames():
+    with pytest.raises(ValueError, match="need >= 20"):
+        fit_baseline([{"det.camera": 0.3}] * 5, "m", SENSORS, MODS)
+
+
+def run(checker, rng, frames, shift=None, live=None, flip=None):
+    out = None
+    for _ in range(frames):
+        dets, scores, bev = nominal_frame(rng, shift=shift)
+        if flip:
+            for d in dets[: int(len(dets) * flip[1])]:
+                d[flip[0]] = -0.4
+        out = checker.update(dets, scores, bev, live)
+    return out
+
+
+def test_nominal_frames_raise_nothing(baseline):
+    rng = np.random.default_rng(1)
+    ch = AttributionChecker(MODS, baseline=baseline)
+    for _ in range(500):
+        out = run(ch, rng, 1)
+        bad = {(m, c): r.message for m, cs in out.items() for c, r in cs.items() if r.level}
+        assert bad == {}
+
+
+def test_modality_collapse_while_sensor_delivers_is_error(baseline):
+    rng = np.random.default_rng(2)
+    ch = AttributionChecker(MODS, baseline=baseline)
+    run(ch, rng, 20)
+    out = run(ch, rng, 20, shift={"camera": -0.29})
+    r = out["camera"]["contribution"]
+    assert r.level == Level.ERROR and "collapse" in r.message and "baseline 30%" in r.message
+    assert out["lidar"]["contribution"].level == Level.OK
+
+
+def test_masked_modality_is_not_called_collapsed(baseline):
+    rng = np.random.default_rng(3)
+    ch = AttributionChecker(MODS, baseline=baseline)
+    out = run(ch, rng, 20, shift={"radar": -0.15}, live={"camera": True, "radar": False, "lidar": True})
+    assert out["radar"]["contribution"].level == Level.OK and "masked" in out["radar"]["contribution"].message
+
+
+def test_collapse_without_baseline_uses_absolute_bound():
+    rng = np.random.default_rng(4)
+    ch = AttributionChecker(MODS)
+    out = run(ch, rng, 15, shift={"lidar": -0.45})
+    assert out["lidar"]["contribution"].level == Level.ERROR
+    assert out["lidar"]["drift"].level == Level.OK and "no baseline" in out["lidar"]["drift"].message
+
+
+def test_slow_drift_caught_by_cusum_not_by_the_frame_bound(baseline):
+    rng = np.random.default_rng(5)
+    ch = AttributionChecker(MODS, baseline=baseline)
+    first_alarm = None
+    for i in range(300):
+        out = run(ch, rng, 1, shift={"radar": -0.03 * min(1.0, i / 100)})  # ramps to -0.03 (under 1 std)
+        assert out["radar"]["contribution"].level == Level.OK
+        if out["radar"]["drift"].level == Level.WARN and first_alarm is None:
+            first_alarm = i
+            assert "down" in out["radar"]["drift"].message
+    assert first_alarm is not None and first_alarm < 250
+
+
+def test_contradicting_modality(baseline):
+    rng = np.random.default_rng(6)
+    ch = AttributionChecker(MODS, baseline=baseline)
+    run(ch, rng, 10)
+    out = run(ch, rng, 10, flip=("radar", 0.5))
+    r = out["radar"]["contradiction"]
+    assert r.level == Level.WARN and "argues against 50%" in r.message
+    out = run(ch, rng, 10, flip=("radar", 1.0))
+    assert out["radar"]["contradiction"].level == Level.ERROR
+    assert out["camera"]["contradiction"].level == Level.OK
+
+
+def test_cusum_false_alarm_rate_matches_the_documented_formula():
+    k, h = 0.5, 3.0
+    expected = cusum_arl0(k, h)
+    rng = np.random.default_rng(7)
+    runs = []
+    for _ in range(400):
+        c = Cusum(k, h)
+        n = 0
+        while True:
+            n += 1
+            if c.update(rng.normal()):
+                break
+        runs.append(n)
+    assert np.mean(runs) == pytest.approx(expected, rel=0.25)
+    assert cusum_arl0(0.5, 8.0) > 9000  # the default: about 16 min at 10 Hz per false alarm
+
+
+def test_config_bounds_are_used():
+    cfg = AttributionCheckConfig(min_share=0.2)
+    rng = np.random.default_rng(8)
+    out = run(AttributionChecker(MODS, cfg), rng, 12)
+    assert out["radar"]["contribution"].level == Level.ERROR  # 15 % < 20 %

@@ -1,0 +1,106 @@
+"""Radar checks: target count, velocity plausibility and bias, clutter bursts (synthetic and real ARS408 scans)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from health_synthetic import synthetic_radar
+
+from fusion_monitor.health import Level, RadarChecker
+from fusion_monitor.sensors import faults as F
+
+
+def run(fault=None, severity=1, n_clean=10, n_fault=1, seed=0, n_targets=60, **params):
+    rng = np.random.default_rng(seed)
+    ch = RadarChecker("RADAR_FRONT")
+    res = None
+    for i in range(n_clean + n_fault):
+        scan = synthetic_radar(rng, n=n_targets)
+        if fault is not None and i >= n_clean:
+            scan = fault(scan, severity, rng, **params)
+        res = ch.update(scan)
+    return res
+
+
+def test_nominal_synthetic_scans_raise_nothing():
+    rng = np.random.default_rng(1)
+    ch = RadarChecker("RADAR_FRONT")
+    for _ in range(50):
+        res = ch.update(synthetic_radar(rng, n=int(rng.integers(30, 90))))
+        assert all(r.level == Level.OK for r in res.values()), {k: r.message for k, r in res.items()}
+
+
+def test_real_ars408_scans_raise_nothing(radar_scans):
+    for scan in radar_scans:
+        ch = RadarChecker(scan.frame_id)
+        for _ in range(5):
+            res = ch.update(scan.points)
+        assert all(r.level == Level.OK for r in res.values()), (scan.frame_id, {k: r.message for k, r in res.items()})
+
+
+def test_dropout_with_message_present_is_error():
+    r = run(F.radar_dropout, 2)["target_count"]
+    assert r.level == Level.ERROR and "sees nothing" in r.message
+
+
+def test_velocity_bias_ladder():
+    assert run(F.radar_velocity_bias, 1)["velocity"].level == Level.OK  # 0.1 m/s: below datasheet-scale noise
+    r = run(F.radar_velocity_bias, 3)["velocity"]
+    assert r.level == Level.WARN and abs(float(r.values["value"]) - 0.5) < 0.05, r.message
+    assert run(F.radar_velocity_bias, 4)["velocity"].level >= Level.WARN  # 1.0 m/s: on the ERROR bound
+    assert run(F.radar_velocity_bias, 5)["velocity"].level == Level.ERROR
+
+
+def test_real_scan_velocity_bias_detected(radar_scans):
+    scan = radar_scans[0].points
+    ch = RadarChecker("RADAR_FRONT")
+    ch.update(scan)
+    r = ch.update(F.radar_velocity_bias(scan, 5, np.random.default_rng(0)))["velocity"]
+    assert r.level == Level.ERROR
+
+
+def test_stuck_doppler_with_moving_targets_is_error():
+    rng = np.random.default_rng(2)
+    scan = synthetic_radar(rng)
+    for f in ("vx", "vy", "vx_comp", "vy_comp"):
+        scan[f] = 0.0
+    r = RadarChecker("R").update(scan)["velocity"]
+    assert r.level == Level.ERROR and "exactly zero" in r.message
+
+
+def test_implausible_velocities_are_error():
+    scan = synthetic_radar(np.random.default_rng(3))
+    scan["vx_comp"][: len(scan) // 2] = 300.0
+    assert RadarChecker("R").update(scan)["velocity"].level == Level.ERROR
+
+
+@pytest.mark.parametrize("sev,level", [(1, Level.OK), (2, Level.OK), (4, Level.WARN), (5, Level.ERROR)])
+def test_clutter_burst_ladder_and_where(sev, level):
+    r = run(F.radar_clutter, sev, n_targets=25)["clutter"]
+    assert r.level == level, r.message
+    if level:
+        assert "range" in r.values["region"] and "azimuth" in r.values["region"]
+
+
+def test_clutter_burst_does_not_poison_the_count_reference():
+    rng = np.random.default_rng(4)
+    ch = RadarChecker("R")
+    for _ in range(10):
+        ch.update(synthetic_radar(rng))
+    levels = [ch.update(F.radar_clutter(synthetic_radar(rng), 5, rng))["clutter"].level for _ in range(30)]
+    assert all(lv >= Level.WARN for lv in levels)  # a persistent burst stays reported
+
+
+def test_count_drop_warns():
+    r = run(F.radar_dropout, 1, p=0.0)["target_count"]
+    assert r.level == Level.OK
+    rng = np.random.default_rng(5)
+    ch = RadarChecker("R")
+    for _ in range(10):
+        ch.update(synthetic_radar(rng, n=60))
+    assert ch.update(synthetic_radar(rng, n=10))["target_count"].level == Level.WARN
+
+
+def test_needs_structured_fields():
+    with pytest.raises(ValueError, match="vx_comp"):
+        RadarChecker("R").update(np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("rcs", "f4")]))
