@@ -19,6 +19,9 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.xml")),
+        *[("share/" + package_name + "/" + d, [f for f in glob(d + "/*") if Path(f).is_file()])
+          for d in sorted({str(Path(f).parent) for f in glob("models/**/*", recursive=True)} | {"models"})
+          if any(Path(f).is_file() for f in glob(d + "/*"))],
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -29,8 +29,22 @@ from fusion_monitor.sensors.timesync import LatestCache, SyncPolicy
 
 log = logging.getLogger(__name__)
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-DEFAULT_PACKAGE = REPO_MODELS / "reference" / "package"
+def _models_dir() -> Path:
+    """models/ of the source tree, else the installed share/fusion_monitor/models (colcon, pip)."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[1] / "models"
+    if repo.is_dir():
+        return repo
+    try:  # a sourced colcon install space
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("fusion_monitor")) / "models"
+    except Exception:
+        return Path(sys.prefix) / "share" / "fusion_monitor" / "models"
+
+
+DEFAULT_PACKAGE = _models_dir() / "reference" / "package"
 MODALITIES = ("camera", "lidar", "radar")
 
 
