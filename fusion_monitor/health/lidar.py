@@ -71,6 +71,20 @@ def circular_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return sorted(runs, key=lambda r: -r[1])
 
 
+def isolated_count(x: np.ndarray, y: np.ndarray, z: np.ndarray, voxel_m: float, max_per_voxel: int) -> int:
+    """Number of points whose ``voxel_m`` voxel holds at most ``max_per_voxel`` points (isolated echoes).
+
+    Airborne clutter (snow, spray, crosstalk) gives single returns scattered in space; a solid surface
+    (a vehicle in the next lane) gives tens of returns per 0.25 m voxel at a few metres.
+    """
+    if x.size == 0:
+        return 0
+    k = np.floor(np.stack([x, y, z]) / np.float32(voxel_m)).astype(np.int64) + (1 << 20)
+    keys = (k[0] << 42) | (k[1] << 21) | k[2]
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return int(np.count_nonzero(counts[inverse] <= max_per_voxel))
+
+
 def _wrap(deg: float) -> float:
     return (deg + 180.0) % 360.0 - 180.0
 
@@ -120,9 +134,9 @@ class LidarChecker:
             "point_count": self._count(int(valid.sum())),
             "blockage": self._blockage(rx[scene], ry[scene], rz[scene]),
             "beams": self._beams(ring[valid] if ring is not None else None),
-            "near_clutter": self._near(r, scene),
+            "near_clutter": self._near(r, scene, bx, by, bz),
             "outliers": self._outliers(bx[valid], by[valid], bz[valid]),
-            "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None),
+            "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None, bz[scene]),
             "intensity": self._intensity(inten[scene] if inten is not None else None),
         }
 
@@ -222,17 +236,22 @@ class LidarChecker:
         level = Level.ERROR if n >= max(1, int(judged.sum()) // 4) else Level.WARN
         return CheckResult(level, f"{n} beam(s) without returns: rings {v['rings']}", v)
 
-    def _near(self, r: np.ndarray, scene: np.ndarray) -> CheckResult:
+    def _near(self, r: np.ndarray, scene: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> CheckResult:
         c = self.config
         n = max(int(scene.sum()), 1)
-        f = float(np.count_nonzero(scene & (r < c.near_range_m))) / n
-        v = {"value": fmt(f), "bound": f"<= {c.near_warn:g}", "near_range_m": fmt(c.near_range_m)}
+        near = scene & (r < c.near_range_m)
+        n_near = int(near.sum())
+        n_iso = isolated_count(bx[near], by[near], bz[near], c.near_voxel_m, c.near_isolated_max)
+        f = n_iso / n
+        v = {"value": fmt(f), "bound": f"<= {c.near_warn:g}", "near_range_m": fmt(c.near_range_m),
+             "near_returns": str(n_near), "isolated_near_returns": str(n_iso)}
         if f > c.near_error:
-            return CheckResult(Level.ERROR, f"near-range clutter: {f:.1%} of returns within {c.near_range_m:g} m "
-                               "(snow, spray, crosstalk)", {**v, "bound": f"<= {c.near_error:g}"})
+            return CheckResult(Level.ERROR, f"near-range clutter: {f:.1%} of returns are isolated echoes within "
+                               f"{c.near_range_m:g} m (snow, spray, crosstalk)", {**v, "bound": f"<= {c.near_error:g}"})
         if f > c.near_warn:
-            return CheckResult(Level.WARN, f"near-range clutter: {f:.1%} of returns within {c.near_range_m:g} m", v)
-        return CheckResult(Level.OK, f"near-range returns {f:.2%}", v)
+            return CheckResult(Level.WARN, f"near-range clutter: {f:.1%} of returns are isolated echoes within "
+                               f"{c.near_range_m:g} m", v)
+        return CheckResult(Level.OK, f"isolated near-range returns {f:.2%}", v)
 
     def _outliers(self, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> CheckResult:
         c = self.config
@@ -247,7 +266,7 @@ class LidarChecker:
             return CheckResult(Level.WARN, f"{f:.2%} of returns below the ground (crosstalk or solar noise)", v)
         return CheckResult(Level.OK, f"below-ground returns {f:.2%}", v)
 
-    def _visibility(self, r: np.ndarray, inten: np.ndarray | None) -> CheckResult:
+    def _visibility(self, r: np.ndarray, inten: np.ndarray | None, bz: np.ndarray) -> CheckResult:
         c = self.config
         if r.size == 0:
             return CheckResult(Level.ERROR, "no returns outside the ego body", {"value": "0", "bound": "> 0 points"})
@@ -255,7 +274,8 @@ class LidarChecker:
         shell = float("nan")
         if inten is not None:
             shell = float(np.count_nonzero((r > c.fog_shell_min_m) & (r < c.fog_shell_max_m)
-                                           & (inten <= c.fog_shell_intensity))) / r.size
+                                           & (inten <= c.fog_shell_intensity)
+                                           & (bz > c.fog_shell_min_height_m))) / r.size
         v = {"value": fmt(p95), "bound": f">= {c.visibility_warn_m:g} m", "range_p95_m": fmt(p95),
              "fog_shell_fraction": fmt(shell)}
         where = f"fog returns {shell:.0%} within {c.fog_shell_min_m:g}-{c.fog_shell_max_m:g} m, 95th-percentile range {p95:.0f} m"

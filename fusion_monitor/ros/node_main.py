@@ -7,15 +7,32 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", metavar="FILE", help="ROS parameter file (default: config/fusion_monitor.param.yaml)")
+    parser.add_argument("--params", metavar="FILE",
+                        help="ROS parameter file, loaded with --params-file (without it the declared defaults "
+                        "apply: they equal config/fusion_monitor.param.yaml)")
+    parser.add_argument("--model", metavar="PKG", default="",
+                        help="model package folder (same as -p model.package:=PKG; empty: the parameter's value)")
     parser.add_argument("--lifecycle", action="store_true", help="run the managed (lifecycle) variant of the node")
-    parser.add_argument("ros_args", nargs=argparse.REMAINDER, help="--ros-args ... passed to rclpy (remaps, params)")
+    parser.add_argument("--autostart", action="store_true",
+                        help="with --lifecycle: configure and activate at once (exit 2 if configure fails)")
+    parser.add_argument("--pipeline-factory", metavar="MODULE:CALLABLE",
+                        help="advanced: build the pipeline with this callable (flat parameter dict -> pipeline); "
+                        "default: fusion_monitor.pipeline")
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[], metavar="ARG",
+                        help="everything after it goes to rclpy (remaps -r, parameters -p, --params-file)")
 
 
 def run(args: argparse.Namespace) -> int:
     from fusion_monitor.ros import node  # heavy imports (rclpy, torch, onnxruntime) only when running
 
-    return node.run_node(params_file=args.params, lifecycle=args.lifecycle, ros_args=args.ros_args)
+    ros_args = list(getattr(args, "ros_args", None) or [])
+    if ros_args and ros_args[0] != "--ros-args":
+        ros_args = ["--ros-args", *ros_args]
+    if getattr(args, "model", ""):
+        ros_args = [*(ros_args or ["--ros-args"]), "-p", f"model.package:={args.model}"]
+    return node.run_node(params_file=args.params, lifecycle=args.lifecycle, ros_args=ros_args,
+                         autostart=getattr(args, "autostart", False),
+                         pipeline_factory=getattr(args, "pipeline_factory", None))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,166 @@
+"""Stream layouts: how the S = M + 1 streams of one activation are stacked along a leading axis.
+
+Two layouts carry the same information (one is a fixed linear change of basis of the other):
+
+* ``FullLayout`` (single pass, deployment): slot 0 is the *full* activation F (the real network,
+  which defines every gate), slots 1..M the modality streams h_m; the bias stream is derived as
+  h_b = F - sum_m h_m.
+* ``StreamLayout`` (record/replay, evaluation): slots 0..M-1 are h_m, slot M is the bias stream h_b;
+  the total is their sum. Every stream is computed from its own inputs only, which is what makes
+  separation bit-exact.
+
+Rules never index slots directly: they apply the same (frozen) linear map to every slot and put
+constants through :meth:`add_bias` (constant to the bias stream) or :meth:`add_uniform` (constant
+split evenly over the S streams). Both are affine in the streams, so both layouts stay consistent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class _Layout:
+    full: bool = False
+
+    def __init__(self, n_modalities: int):
+        if n_modalities < 1:
+            raise ValueError(f"need at least one modality, got {n_modalities}")
+        self.M = int(n_modalities)
+        self.S = self.M + 1
+
+    # -- coefficient vectors -------------------------------------------------------------------
+    def _coef(self, values: list[float], like: Tensor, ndim: int) -> Tensor:
+        dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+        c = torch.tensor(values, dtype=dtype, device=like.device)
+        return c.reshape([self.S] + [1] * ndim)
+
+    def _lift_coef(self, slot: int | None) -> list[float]:
+        raise NotImplementedError
+
+    def _bias_coef(self) -> list[float]:
+        raise NotImplementedError
+
+    def _uniform_coef(self) -> list[float]:
+        raise NotImplementedError
+
+    # -- public helpers used by rules --------------------------------------------------------------
+    def total(self, X: Tensor) -> Tensor:
+        """The activation the streams add up to (the full tensor z)."""
+        raise NotImplementedError
+
+    def lift(self, value: Tensor, modality: int | None, rank: int | None = None) -> Tensor:
+        """Stack a tensor that depends on one modality (index) or on none (``None``: bias stream).
+
+        ``rank`` left-pads the shape with singleton dims first (for broadcasting operands).
+        """
+        if not torch.is_tensor(value):
+            value = torch.as_tensor(value)
+        if rank is not None and value.dim() < rank:
+            value = value.reshape([1] * (rank - value.dim()) + list(value.shape))
+        c = self._coef(self._lift_coef(modality), value, value.dim())
+        if not value.is_floating_point():
+            value = value.to(c.dtype)
+        return c * value.unsqueeze(0)
+
+    def bias_term(self, t: Tensor, like: Tensor) -> Tensor:
+        """The stacked tensor that adds ``t`` to the bias stream only (broadcastable to ``like``)."""
+        return self._coef(self._bias_coef(), like, like.dim() - 1) * t.to(like.dtype)
+
+    def uniform_term(self, t: Tensor, like: Tensor) -> Tensor:
+        """The stacked tensor that adds ``t / S`` to each stream (broadcastable to ``like``)."""
+        return self._coef(self._uniform_coef(), like, like.dim() - 1) * t.to(like.dtype)
+
+    def add_bias(self, X: Tensor, t) -> Tensor:
+        """Add a constant (w.r.t. the streams) to the bias stream only."""
+        if isinstance(t, (int, float)):
+            if t == 0:
+                return X
+            t = torch.tensor(t, dtype=X.dtype, device=X.device)
+        return X + self.bias_term(t, X)
+
+    def add_uniform(self, X: Tensor, t) -> Tensor:
+        """Add a constant split evenly, t/S to each of the S streams."""
+        if isinstance(t, (int, float)):
+            if t == 0:
+                return X
+            t = torch.tensor(t, dtype=X.dtype, device=X.device)
+        return X + self.uniform_term(t, X)
+
+    def streams(self, X: Tensor) -> Tensor:
+        """The streams in public order ``[*modalities, bias]`` (leading axis S)."""
+        raise NotImplementedError
+
+    def from_streams(self, H: Tensor) -> Tensor:
+        """Inverse of :meth:`streams`."""
+        raise NotImplementedError
+
+    def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
+        """Move the whole bias stream into one modality stream (authors' quirk, compat only)."""
+        raise NotImplementedError
+
+
+class FullLayout(_Layout):
+    """Slot 0 = full activation F, slots 1..M = modality streams; bias = F - sum(h_m)."""
+
+    full = True
+
+    def _lift_coef(self, slot):
+        c = [0.0] * self.S
+        c[0] = 1.0
+        if slot is not None:
+            c[1 + slot] = 1.0
+        return c
+
+    def _bias_coef(self):
+        return [1.0] + [0.0] * self.M
+
+    def _uniform_coef(self):
+        return [1.0] + [1.0 / self.S] * self.M
+
+    def total(self, X: Tensor) -> Tensor:
+        return X[0]
+
+    def streams(self, X: Tensor) -> Tensor:
+        mods = X[1:]
+        bias = X[0] - mods.sum(0)
+        return torch.cat([mods, bias.unsqueeze(0)], 0)
+
+    def from_streams(self, H: Tensor) -> Tensor:
+        return torch.cat([H.sum(0, keepdim=True), H[:-1]], 0)
+
+    def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
+        # h_m' = h_m + h_b = F - sum_{k != m} h_k ; F and the other modalities unchanged
+        others = X[1:].sum(0) - X[1 + modality]
+        new_m = X[0] - others
+        parts = [X[: 1 + modality], new_m.unsqueeze(0), X[2 + modality :]]
+        return torch.cat(parts, 0)
+
+
+class StreamLayout(_Layout):
+    """Slots 0..M-1 = modality streams, slot M = bias stream; total = sum of slots."""
+
+    def _lift_coef(self, slot):
+        c = [0.0] * self.S
+        c[self.M if slot is None else slot] = 1.0
+        return c
+
+    def _bias_coef(self):
+        return [0.0] * self.M + [1.0]
+
+    def _uniform_coef(self):
+        return [1.0 / self.S] * self.S
+
+    def total(self, X: Tensor) -> Tensor:
+        return X.sum(0)
+
+    def streams(self, X: Tensor) -> Tensor:
+        return X
+
+    def from_streams(self, H: Tensor) -> Tensor:
+        return H
+
+    def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
+        new_m = X[modality] + X[self.M]
+        parts = [X[:modality], new_m.unsqueeze(0), X[modality + 1 : self.M], torch.zeros_like(X[self.M :])]
+        return torch.cat(parts, 0)

@@ -1,0 +1,136 @@
+"""The reference camera + LiDAR + radar BEV detector ("R0-lite": Simple-BEV lifting, CenterPoint head).
+
+forward(camera, lidar, radar, present) -> {"heatmap": logits (B, K, G, G), "regression": (B, 10, G, G)}.
+
+Everything before the fusion concat is single-modality (camera_*, lidar_*, radar_* submodules). A missing
+modality is expressed by its ``present`` flag = 0: its pre-fusion BEV feature is multiplied by 0 (UniBEV-style
+feature zeroing) and the three presence planes enter the fusion conv. ``present`` is not a modality input
+(map it to None for the LMD engine). Regression channels: dx, dy (sub-cell offset), z (box centre, m),
+log l, log w, log h, sin yaw, cos yaw, vx, vy (m/s, base_link axes). No decode in the graph (see decode.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion_monitor.sensors.preprocess import LIDAR_CHANNELS, RADAR_CHANNELS
+
+REG_CHANNELS = 10
+HEATMAP_PRIOR_BIAS = -2.19
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN + identity, ReLU."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + x)
+
+
+class CameraEncoder(nn.Module):
+    """Tiny image CNN to stride 8: (N, 3, H, W) -> (N, out_ch, H/8, W/8)."""
+
+    def __init__(self, out_ch: int = 32):
+        super().__init__()
+        self.stem = conv_bn_relu(3, 16, 3, 2)
+        self.s4 = nn.Sequential(conv_bn_relu(16, 32, 3, 2), ResidualBlock(32))
+        self.s8 = nn.Sequential(conv_bn_relu(32, 64, 3, 2), ResidualBlock(64))
+        self.s16 = nn.Sequential(conv_bn_relu(64, 128, 3, 2), ResidualBlock(128))
+        self.merge = conv_bn_relu(192, 64, 1)
+        self.out = nn.Conv2d(64, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f8 = self.s8(self.s4(self.stem(x)))
+        f16 = self.s16(f8)
+        up = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(self.merge(torch.cat([f8, up], 1)))
+
+
+class CameraLift(nn.Module):
+    """Constant-table bilinear gather from camera features to a (C * L, G, G) BEV volume (no parameters)."""
+
+    def __init__(self, index: torch.Tensor, weight: torch.Tensor, levels: int, grid: int):
+        super().__init__()
+        self.register_buffer("index", index.long(), persistent=False)
+        self.register_buffer("weight", weight.float(), persistent=False)
+        self.levels = levels
+        self.grid = grid
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        # feats: (B, N, C, Hf, Wf)
+        B, N, C, Hf, Wf = feats.shape
+        rows = feats.permute(0, 1, 3, 4, 2).reshape(B, N * Hf * Wf, C)
+        rows = torch.cat([rows, torch.zeros_like(rows[:, :1])], 1)
+        taps = self.weight.shape[1]
+        g = torch.index_select(rows, 1, self.index).reshape(B, -1, taps, C)
+        v = (g * self.weight[None, :, :, None]).sum(2)  # (B, V, C)
+        v = v.reshape(B, self.levels, self.grid, self.grid, C).permute(0, 1, 4, 2, 3)
+        return v.reshape(B, self.levels * C, self.grid, self.grid)
+
+
+class ReferenceDetector(nn.Module):
+    """Camera + LiDAR + radar BEV detector with a CenterPoint-style head.
+
+    Parameters
+    ----------
+    lift_index, lift_weight : tables from :func:`fusion_monitor.model.lift.lift_tables`.
+    num_classes : heat-map classes.
+    levels : height levels of the lift; grid : lift/trunk grid (64 = half the raster grid).
+    """
+
+    def __init__(self, lift_index: torch.Tensor, lift_weight: torch.Tensor, num_classes: int = 4, levels: int = 4,
+                 grid: int = 64, cam_ch: int = 32, width: int = 48):
+        super().__init__()
+        self.num_classes = num_classes
+        self.camera_encoder = CameraEncoder(cam_ch)
+        self.camera_lift = CameraLift(lift_index, lift_weight, levels, grid)
+        self.camera_bev = conv_bn_relu(cam_ch * levels, width, 1)
+        self.lidar_encoder = nn.Sequential(conv_bn_relu(LIDAR_CHANNELS, 32, 3), conv_bn_relu(32, width, 3, 2))
+        self.radar_encoder = nn.Sequential(conv_bn_relu(RADAR_CHANNELS, 16, 3, 2), conv_bn_relu(16, 16, 3))
+        self.fusion = conv_bn_relu(width + width + 16 + 3, width, 1)
+        self.trunk_block1 = ResidualBlock(width)
+        self.trunk_down = conv_bn_relu(width, 2 * width, 3, 2)
+        self.trunk_block2 = ResidualBlock(2 * width)
+        self.trunk_block3 = ResidualBlock(2 * width)
+        self.trunk_up = nn.Sequential(nn.Conv2d(2 * width, width, 1, bias=False), nn.BatchNorm2d(width))
+        self.head_shared = conv_bn_relu(width, width, 3)
+        self.head_heatmap = nn.Sequential(conv_bn_relu(width, 24, 3), nn.Conv2d(24, 4 * num_classes, 1))
+        self.head_regression = nn.Sequential(conv_bn_relu(width, 24, 3), nn.Conv2d(24, 4 * REG_CHANNELS, 1))
+        nn.init.constant_(self.head_heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
+
+    def camera_branch(self, camera: torch.Tensor) -> torch.Tensor:
+        B, N, C, H, W = camera.shape
+        f = self.camera_encoder(camera.reshape(B * N, C, H, W))
+        f = f.reshape(B, N, f.shape[1], f.shape[2], f.shape[3])
+        return self.camera_bev(self.camera_lift(f))
+
+    def forward(self, camera: torch.Tensor, lidar: torch.Tensor, radar: torch.Tensor, present: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        fc = self.camera_branch(camera)
+        fl = self.lidar_encoder(lidar)
+        fr = self.radar_encoder(radar)
+        p = present[:, :, None, None]
+        planes = p.expand(p.shape[0], 3, fc.shape[2], fc.shape[3])
+        x = self.fusion(torch.cat([fc * p[:, 0:1], fl * p[:, 1:2], fr * p[:, 2:3], planes], 1))
+        x = self.trunk_block1(x)
+        y = self.trunk_block3(self.trunk_block2(self.trunk_down(x)))
+        y = F.interpolate(self.trunk_up(y), scale_factor=2.0, mode="nearest")
+        x = F.relu(x + y)
+        h = self.head_shared(x)
+        return {
+            "heatmap": F.pixel_shuffle(self.head_heatmap(h), 2),
+            "regression": F.pixel_shuffle(self.head_regression(h), 2),
+        }
