@@ -188,6 +188,12 @@ class Pipeline:
         self.health_config = HealthConfig.from_dict(self.config.health) if self.config.health else HealthConfig()
         self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name)
 
+    def warmup(self, runs: int = 2) -> None:
+        """Pay one-off costs before the first frame (imports, ONNX Runtime's first runs)."""
+        import fusion_monitor.model.decode  # noqa: F401  (imports torch-free decode helpers and class tables)
+
+        self.backend.warmup(runs)
+
     # -- input side ----------------------------------------------------------------------------
     def on_sample(self, sample: SensorSample, now_ns: int) -> int | None:
         """Cache one converted message; returns the trigger stamp when this message triggers a frame."""

@@ -1,8 +1,8 @@
 """Quasi-static drives built from the real nuScenes samples (../shared/data/real), written with the sim's bag writer.
 
 The samples hold one full keyframe (6 cameras + LIDAR_TOP), 19 CAM_FRONT keyframes (2 Hz) and radar
-scans from other scenes. A sequence plays them at the nuScenes rates: CAM_FRONT steps through its
-keyframes, every message gets a small deterministic jitter (image crop shift of up to 4 px, LiDAR yaw
+scans from other scenes. A sequence plays them at the nuScenes rates; every message gets a small
+deterministic jitter (image crop shift of up to 4 px, LiDAR yaw
 +-0.2 deg and 1 cm noise with 3 % point dropout, radar 5 cm noise and 10 % target dropout) so that a
 repeated sample is not a frozen sensor. The raw-signal statistics are those of real data; the scene is
 static (a car waiting at a light), so motion-dependent checks see a standstill.
@@ -37,9 +37,12 @@ class RealSequence:
     root : folder holding ``nuscenes_mini_scene-0061_sample0`` etc.
     duration_s : seconds of drive
     seed : jitter seed
+    step_keyframes : CAM_FRONT steps through its 19 keyframes at 2 Hz (a 0.5 s scene jump every 6 frames,
+        which the per-cell occlusion references were not made for); off: every camera shows its keyframe
     """
 
-    def __init__(self, root: str | Path, duration_s: float, seed: int = 0, rig: Rig | None = None):
+    def __init__(self, root: str | Path, duration_s: float, seed: int = 0, rig: Rig | None = None,
+                 step_keyframes: bool = False):
         from PIL import Image
 
         self.root = Path(root)
@@ -60,7 +63,7 @@ class RealSequence:
 
         self.images: dict[str, list[np.ndarray]] = {n: [load(sample / c["file"])] for n, c in meta["cameras"].items()}
         keyframes = sorted((self.root / "nuscenes_mini_scene-0061_CAM_FRONT_keyframes").glob("*.jpg"))
-        if keyframes:
+        if keyframes and step_keyframes:
             self.images["CAM_FRONT"] = [load(p) for p in keyframes]
         self.lidar = np.fromfile(sample / meta["lidar"]["file"], np.float32).reshape(-1, 5)
         from fusion_monitor.sensors.readers import read_nuscenes_radar_pcd
@@ -106,7 +109,8 @@ class RealSequence:
         if s.modality == "camera":
             frames = self.images[name]
             base = frames[int(t_s * 2.0) % len(frames)]
-            dx, dy = (int(v) for v in rng.integers(0, JITTER_PX + 1, 2))
+            k = int(round(t_s * s.rate_hz))  # consecutive frames never share a crop (no false "frozen")
+            dx, dy = k % (JITTER_PX + 1), (k // (JITTER_PX + 1)) % (JITTER_PX + 1)
             img = np.ascontiguousarray(base[dy:dy + IMAGE_WH[1], dx:dx + IMAGE_WH[0]])
             jpeg = None
             if jpeg_quality is not None:

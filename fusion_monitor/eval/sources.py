@@ -25,7 +25,12 @@ def _atomic(build, out: Path) -> Path:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     build(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another run finished the same bag first
+        if not out.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -8,6 +8,8 @@ from fusion_monitor.health.attribution import (
     cusum_arl0,
     fit_baseline,
     frame_statistics,
+    load_baseline,
+    model_identity,
 )
 from fusion_monitor.health.camera import CameraChecker
 from fusion_monitor.health.config import (
@@ -31,6 +33,7 @@ __all__ = [
     "AttributionCheckConfig", "AttributionChecker", "Baseline", "BaselineMismatch", "CameraCheckConfig",
     "CameraChecker", "CheckResult", "Cusum", "DebounceConfig", "Debouncer", "HealthConfig", "HealthMonitor",
     "Level", "LidarCheckConfig", "LidarChecker", "LivenessConfig", "RadarCheckConfig", "RadarChecker",
-    "SensorStatus", "StreamLiveness", "cusum_arl0", "describe", "fit_baseline", "frame_statistics", "status_name",
+    "SensorStatus", "StreamLiveness", "cusum_arl0", "describe", "fit_baseline", "frame_statistics", "load_baseline",
+    "model_identity", "status_name",
     "summarize",
 ]

@@ -139,6 +139,39 @@ class Baseline:
             raise ValueError(f"baseline is not valid YAML: {e}") from None
 
 
+def model_identity(package_name: str, onnx_sha256: str) -> str:
+    """The model id a baseline is tied to: package folder name + the first 16 hex digits of the graph's sha256."""
+    if not onnx_sha256:
+        raise ValueError(f"model package {package_name!r} has no onnx_sha256: cannot identify it for a baseline")
+    return f"{package_name}@{onnx_sha256[:16]}"
+
+
+def load_baseline(path: str | Path, sensors: Iterable[str], model_id: str | None = None) -> Baseline:
+    """Read a baseline file and check it against the running sensor set (and model, when ``model_id`` is given).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a baseline file.
+    BaselineMismatch
+        Calibrated for another model or sensor set.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"attribution baseline file {str(p)!r} does not exist")
+    try:
+        b = Baseline.from_yaml(p)
+    except ValueError as e:
+        raise ValueError(f"{p}: {e}") from None
+    if model_id is not None:
+        b.check_compatible(model_id, sensors)
+    else:
+        b.check_compatible(b.model_id, sensors)
+    return b
+
+
 def fit_baseline(frames: Iterable[Mapping[str, float]], model_id: str, sensors: Iterable[str],
                  modalities: Sequence[str], min_std: float = 0.02, min_frames: int = 20, source: str = "") -> Baseline:
     """Fit a baseline from nominal frames' statistics (:func:`frame_statistics` outputs).

@@ -160,6 +160,15 @@ class CameraChecker:
         stride = max(1, min(c.stride, h_px // (3 * c.grid_rows), w_px // (3 * c.grid_cols)))
         y = luma(image, stride)
         st = image_stats(y, c.grid_rows, c.grid_cols)
+        # the occlusion grid needs enough samples per cell for a stable sharpness estimate: the variance of the
+        # Laplacian over 12x7 samples (a 256x144 sim image or a 200x112 decoded nuScenes image at stride 4) swings
+        # by 100x between frames and made single cells look blocked; use a finer stride for the cells
+        cell_stride = max(1, min(stride, h_px // (c.occlusion_min_cell_samples * c.grid_rows),
+                                 w_px // (c.occlusion_min_cell_samples * c.grid_cols)))
+        if cell_stride != stride:
+            fine = image_stats(luma(image, cell_stride), c.grid_rows, c.grid_cols)
+            st = ImageStats(st.mean, st.std, st.sat_hi, st.sat_lo, st.sharpness, fine.cell_mean, fine.cell_std,
+                            fine.cell_sharpness)
         self.last_stats = st
         ready = self._frames >= c.baseline_warmup_frames and self._base_mean is not None
         dark = dark_channel(image, 2 * stride)

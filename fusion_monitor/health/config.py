@@ -128,6 +128,8 @@ class CameraCheckConfig(_Group):
     occlusion_warmup_frames: int = _p(3, "frames before the per-cell sharpness baseline is used", 1, 10000)
     occlusion_baseline_alpha: float = _p(0.1, "EMA weight of a new frame in the per-cell sharpness baseline",
                                          0.0, 1.0)
+    occlusion_min_cell_samples: int = _p(24, "minimum samples along each side of an occlusion grid cell; the cells use "
+                                         "a finer stride than the global checks when the image is small", 3, 1000)
     occlusion_error_cells: int = _p(4, "blocked cells that raise ERROR (one or more raise WARN)", 1, 1024)
 
     def _check(self):
@@ -261,6 +263,8 @@ class AttributionCheckConfig(_Group):
                                     0.0, 1.0)
     min_detections: int = _p(3, "confirmed detections in the window needed to judge contradiction", 1, 100000)
     min_score: float = _p(0.3, "detection score at or above which a detection counts as confirmed", 0.0, 1.0)
+    baseline_file: str = _p("", "attribution baseline YAML written by `fusion-monitor calibrate` (empty: none; then "
+                            "only the absolute collapse and contradiction rules run)")
 
     def _check(self):
         self._order("contradiction_warn", "contradiction_error", strict=False)

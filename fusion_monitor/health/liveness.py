@@ -144,7 +144,8 @@ class StreamLiveness:
         return CheckResult(Level.OK, f"rate {node:.1f} Hz", {**values, "bound": f"[{lo:.3g}, {hi:.3g}] Hz"})
 
     def check_staleness(self, now_ns: int) -> CheckResult:
-        """STALE when silent longer than the timeout; WARN when the header stamp lags the node clock too much."""
+        """ERROR ("stale") when a sensor that delivered is silent longer than the timeout (STALE only before its
+        first message); WARN when the header stamp lags the node clock too much."""
         if self.count == 0:
             return self._never()
         c = self.config
@@ -153,7 +154,7 @@ class StreamLiveness:
         values = {"value": fmt(age_ms), "bound": f"<= {c.stale_timeout_ms:g} ms", "age_ms": fmt(age_ms),
                   "current_delay_from_realtime_ms": fmt(delay_ms), "last_stamp_ns": str(self.last_stamp_ns)}
         if age_ms > c.stale_timeout_ms:
-            return CheckResult(Level.STALE, f"no message for {age_ms:.0f} ms (timeout {c.stale_timeout_ms:g} ms)",
+            return CheckResult(Level.ERROR, f"stale: no message for {age_ms:.0f} ms (timeout {c.stale_timeout_ms:g} ms)",
                                values)
         if delay_ms > c.max_delay_ms:
             return CheckResult(Level.WARN, f"data {delay_ms:.0f} ms behind the node clock",

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fusion_monitor.health.attribution import ATTRIBUTION_CHECKS, AttributionChecker, Baseline
+from fusion_monitor.health.attribution import ATTRIBUTION_CHECKS, AttributionChecker, Baseline, load_baseline
 from fusion_monitor.health.camera import CAMERA_CHECKS, CameraChecker
 from fusion_monitor.health.config import HealthConfig
 from fusion_monitor.health.debounce import Debouncer
@@ -33,6 +33,12 @@ from fusion_monitor.health.status import CheckResult, Level, SensorStatus
 from fusion_monitor.sensors.rig import MODALITIES, Rig
 
 DATA_CHECKS = {"camera": CAMERA_CHECKS, "lidar": LIDAR_CHECKS, "radar": RADAR_CHECKS}
+
+
+#: Staleness levels meaning "no recent message" (ERROR once data came, STALE before the first message).
+SILENT = (Level.ERROR, Level.STALE)
+#: Node-clock steps back smaller than this are jitter between threads, not a time jump (no reset).
+CLOCK_JITTER_NS = 200_000_000
 
 
 class HealthMonitor:
@@ -47,12 +53,17 @@ class HealthMonitor:
         First part of every status name.
     baseline : Baseline, optional
         Attribution baseline; checked against ``model_id`` and the rig's sensors when ``model_id`` is given.
+        Without one, ``config.attribution.baseline_file`` (when set) is loaded and checked against the rig's
+        sensors and ``model_id``.
     model_id : str, optional
+        :func:`fusion_monitor.health.attribution.model_identity` of the running model.
 
     Raises
     ------
     BaselineMismatch
         The baseline was calibrated for another model or sensor set.
+    FileNotFoundError, ValueError
+        ``baseline_file`` is missing or not a baseline.
     """
 
     def __init__(self, rig: Rig, config: HealthConfig | None = None, node_name: str = "fusion_monitor",
@@ -60,7 +71,9 @@ class HealthMonitor:
         self.rig = rig
         self.config = config or HealthConfig()
         self.node_name = node_name
-        if baseline is not None and model_id is not None:
+        if baseline is None and self.config.attribution.baseline_file:
+            baseline = load_baseline(self.config.attribution.baseline_file, rig.sensors, model_id)
+        elif baseline is not None and model_id is not None:
             baseline.check_compatible(model_id, rig.sensors)
         self.baseline = baseline
         self.modalities = tuple(m for m in MODALITIES if rig.of(m))
@@ -105,9 +118,10 @@ class HealthMonitor:
         if now_ns is None:
             return
         now_ns = int(now_ns)
-        if self._last_now_ns is not None and now_ns < self._last_now_ns:
+        if self._last_now_ns is not None and now_ns < self._last_now_ns - CLOCK_JITTER_NS:
             self.reset()
-        self._last_now_ns = now_ns
+        if self._last_now_ns is None or now_ns > self._last_now_ns or now_ns < self._last_now_ns - CLOCK_JITTER_NS:
+            self._last_now_ns = now_ns
 
     def on_message(self, sensor: str, stamp_ns: int, now_ns: int) -> None:
         """Any message of ``sensor`` with header ``stamp_ns`` arrived at node time ``now_ns`` (liveness only)."""
@@ -163,7 +177,7 @@ class HealthMonitor:
         for m in self.modalities:
             sensors = [s.name for s in self.rig.of(m)]
             delivering = any(self._live[s].count > 0 and
-                             self._live[s].check_staleness(ref_now).level != Level.STALE for s in sensors)
+                             self._live[s].check_staleness(ref_now).level not in SILENT for s in sensors)
             live[m] = m not in masked and (delivering or not fed)
         results = self._attr.update(detection_shares, scores, bev_shares, live)
         for m, checks in results.items():
@@ -188,7 +202,7 @@ class HealthMonitor:
             live_results = lv.results(now_ns, skews[name])
             for check in LIVENESS_CHECKS:
                 out.append(self._status(name, check, live_results[check]))
-            stale = live_results["staleness"].level == Level.STALE and lv.count > 0
+            stale = live_results["staleness"].level in SILENT and lv.count > 0
             for check in DATA_CHECKS[spec.modality]:
                 key = (name, check)
                 if key not in self._latest:

@@ -217,7 +217,7 @@ class DecomposedModel(nn.Module):
         return out
 
     def forward(self, state: State | None = None, frozen=None, **inputs) -> Decomposition:
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         if state is None:
             if frozen is not None:
                 raise ValueError("frozen= only applies to a replay (pass state=dm.record(...))")
@@ -230,7 +230,7 @@ class DecomposedModel(nn.Module):
 
     def record(self, **inputs) -> State:
         """The operating point theta* of these inputs (one plain forward pass)."""
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         rec: dict = {}
         self._run(flat, "record", record=rec)
         kinds = {name: self._an.plans[n].kind for n in self._an.need_stream for name in [n.name] if name in rec}
@@ -240,7 +240,7 @@ class DecomposedModel(nn.Module):
     def trace(self, state: State | None = None, frozen=None, **inputs) -> dict[str, torch.Tensor]:
         """Streams ``(S, ...)`` in public order ``[*modalities, bias]`` at every decomposed node
         (node name -> tensor); the single-pass form, or the replay when ``state`` is given."""
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         tr: dict = {}
         if state is None:
             self._run(flat, "single", trace=tr)
@@ -251,14 +251,14 @@ class DecomposedModel(nn.Module):
 
     def reference(self, **inputs) -> dict[str, Any]:
         """The plain network's value at every node (node name -> value), for checks."""
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         tr: dict = {}
         self._run(flat, "plain", trace=tr)
         return tr
 
     def plain(self, **inputs) -> Any:
         """The captured network's plain output (no decomposition)."""
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         outs, _ = self._run(flat, "plain")
         return pytree.tree_unflatten(outs, self._cap.out_spec)
 
@@ -267,7 +267,7 @@ class DecomposedModel(nn.Module):
         decomposed region (runs on M+1 stacked streams), for the cost floor of lmd.md section 5."""
         from torch.utils.flop_counter import FlopCounterMode
 
-        flat = self.signature.flatten(inputs, check=True)
+        flat = self._flatten(inputs)
         counts = {"pre_fusion": 0, "post_fusion": 0}
         mode = FlopCounterMode(display=False)
 
@@ -300,6 +300,14 @@ class DecomposedModel(nn.Module):
         return super().train(False)
 
     # -- internals --------------------------------------------------------------------------------
+    def _device(self):
+        for b in self._params.buffers():
+            return b.device
+        return None
+
+    def _flatten(self, inputs, scan: bool = True) -> list:
+        return self.signature.flatten(inputs, check=True, scan=scan, device=self._device())
+
     def _check_state(self, state: State, flat) -> None:
         if not isinstance(state, State):
             raise TypeError(f"state must be a State from dm.record(...), got {type(state).__name__}")
@@ -565,7 +573,7 @@ class CompiledDecomposition:
         self._n_out = len(dm._cap.outputs)
 
     def __call__(self, **inputs) -> Decomposition:
-        flat = self.signature.flatten(inputs, check=False)
+        flat = self.signature.flatten(inputs, check=True, scan=False)  # shapes/dtypes checked, no NaN scan
         res = self.graph_module(*flat)
         outs, sts = list(res[: self._n_out]), list(res[self._n_out :])
         return Decomposition(

@@ -157,9 +157,10 @@ class Signature:
             raise TypeError(f"{self.model_name}: " + ", ".join(msg) + f" (decomposed with inputs {self.order})")
         return {k: inputs[k] for k in self.order}
 
-    def flatten(self, inputs: Mapping, check: bool = True) -> list:
+    def flatten(self, inputs: Mapping, check: bool = True, scan: bool = True, device=None) -> list:
         """Tensor leaves in placeholder order, validated against the example (shape, dtype, device,
-        structure, non-tensor values, NaN)."""
+        structure, non-tensor values; ``scan``: NaN / inf values). ``device`` overrides the
+        example's device (after ``dm.to(device)``)."""
         ordered = self.ordered(inputs)
         out = []
         it = iter(self.leaves)
@@ -173,7 +174,7 @@ class Signature:
                     if not torch.is_tensor(x):
                         raise TypeError(f"input {leaf.name!r} must be a tensor, got {type(x).__name__}")
                     if check:
-                        self._check_tensor(leaf, x)
+                        self._check_tensor(leaf, x, scan, device)
                     out.append(x)
                 else:
                     if torch.is_tensor(x) or x != leaf.value:
@@ -183,7 +184,7 @@ class Signature:
                         )
         return out
 
-    def _check_tensor(self, leaf: InputLeaf, x: torch.Tensor) -> None:
+    def _check_tensor(self, leaf: InputLeaf, x: torch.Tensor, scan: bool = True, device=None) -> None:
         if tuple(x.shape) != leaf.shape:
             raise InputShapeError(
                 f"input {leaf.name!r} has shape {tuple(x.shape)}, but the model was decomposed for shape {leaf.shape}; "
@@ -191,9 +192,10 @@ class Signature:
             )
         if x.dtype != leaf.dtype:
             raise InputShapeError(f"input {leaf.name!r} has dtype {x.dtype}, expected {leaf.dtype} (as in the example)")
-        if x.device != leaf.device:
-            raise InputShapeError(f"input {leaf.name!r} is on {x.device}, expected {leaf.device}")
-        if _is_tracing(x):
+        want = leaf.device if device is None else torch.device(device)
+        if x.device != want:
+            raise InputShapeError(f"input {leaf.name!r} is on {x.device}, expected {want}")
+        if not scan or _is_tracing(x):
             return
         if x.is_floating_point() or x.is_complex():
             if bool(torch.isnan(x).any()):

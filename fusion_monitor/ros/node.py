@@ -57,7 +57,6 @@ from fusion_monitor.sensors.errors import MessageError
 PipelineFactory = Callable[[dict[str, Any]], Any]
 BAD_MESSAGE_HOLD_NS = 5_000_000_000  # a bad message keeps the ingest status WARN this long
 CACHE_DEPTH = 8  # per sensor: superseded messages awaiting a quick check
-TIME_JUMP_NS = 1_000_000_000  # a node-clock step back larger than this is a time jump, smaller is jitter
 INGEST_PERIOD_S = 0.02  # the ingest thread converts at most this often (batches bursts of messages)
 
 _TYPE = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
@@ -140,7 +139,6 @@ class MonitorCore:
         self._ingester: threading.Thread | None = None
         self._new_data = threading.Event()
         self._ingest_lock = threading.Lock()
-        self._last_pipeline_now: int | None = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusion_monitor_decode")
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
@@ -306,7 +304,7 @@ class MonitorCore:
             return  # the worker reports the bad message when it ingests it
         period_ns = int(1e9 / float(self.values["trigger.rate_hz"]))
         last = self._last_trigger_ns
-        if last is not None and stamp < last - 1_000_000_000:  # time jumped back (bag loop): restart
+        if last is not None and stamp < last:  # stamps went back (bag loop, replayed drive): restart
             last = None
         if last is not None and stamp - last < int(period_ns * 0.9):
             return
@@ -468,7 +466,7 @@ class MonitorCore:
                     self._bad_message(sensor, sample.reason, recv_ns)
                     continue
                 with self._plock:
-                    self.pipeline.on_sample(sample, self._pipeline_now(recv_ns))
+                    self.pipeline.on_sample(sample, self._pipeline_now())
             return (time.perf_counter() - t0) * 1e3
 
     def _camera_target_size(self) -> tuple[int, int] | None:
@@ -484,7 +482,7 @@ class MonitorCore:
         self._last_bad = (recv_ns, sensor, reason)
         self.node.get_logger().warning(f"bad message from {sensor}: {reason}", throttle_duration_sec=2.0)
         with self._plock:
-            self.pipeline.on_bad_message(sensor, reason, self._pipeline_now(recv_ns))
+            self.pipeline.on_bad_message(sensor, reason, self._pipeline_now())
 
     def _process(self, job: _Trigger, ingest_ms: float = 0.0) -> None:
         t0 = time.perf_counter()  # wall time only for the processing-time metric
@@ -554,19 +552,15 @@ class MonitorCore:
             ing = NodeStatus(f"{name}: ingest/messages", "ingest", OK, "messages decode", ing_values)
         return [inf, ing]
 
-    def _pipeline_now(self, t_ns: int | None = None) -> int:
-        """Node-clock time for a pipeline call, never earlier than the previous one (call with the lock held).
+    def _pipeline_now(self) -> int:
+        """Node-clock time for a pipeline call; read with the pipeline lock held.
 
-        Threads read the clock a little before they get the pipeline, and a message's receive time is older
-        than a statuses() call made meanwhile: such small steps back are clamped, so the pipeline sees
-        a backwards ``now_ns`` only for a real time jump (bag loop, sim time reset: more than 1 s).
+        Every pipeline call reads the clock under the same lock, so the ``now_ns`` the pipeline sees never
+        steps back except for a real time jump (bag loop, sim time reset), which it must see to reset. For
+        the same reason a message is handed over with the time it is ingested, not its (older) receive time:
+        the ingest thread runs every INGEST_PERIOD_S, so liveness is at most that late.
         """
-        now = self.now_ns() if t_ns is None else int(t_ns)
-        last = self._last_pipeline_now
-        if last is not None and last - TIME_JUMP_NS < now < last:
-            now = last
-        self._last_pipeline_now = now
-        return now
+        return self.now_ns()
 
     def _on_diagnostics_timer(self) -> None:
         now = self.now_ns()

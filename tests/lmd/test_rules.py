@@ -512,3 +512,27 @@ def test_fusion_point_streams_hold_each_branch():
     cov = dm.coverage()
     assert cov["aten.conv2d.default"] == "pre-fusion" and cov["aten.relu.default"] == "pre-fusion"
     assert len(dm.fusion_points) == 1 and "cat" in dm.fusion_points[0]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=(2, 3), stride=(1, 2), dilation=2),
+    ],
+    ids=["k2", "k3s2p1ceil", "dilated"],
+)
+def test_max_pool_export_form_equals_pooling_indices(kw, monkeypatch):
+    """Under torch.export the argmax comes from strided window views (no pooling indices)."""
+    import fusion_monitor.lmd.rules as rules
+
+    fn = lambda m, z: F.max_pool2d(z, **kw)  # noqa: E731
+    model = OneOp(fn, (1, 3, 9, 11))
+    x = _inputs((1, 3, 9, 11))
+    dm = decompose(model, x)
+    native = dm(**x)
+    monkeypatch.setattr(rules, "_exporting", lambda: True)
+    windowed = dm(**x)
+    assert torch.equal(native.streams, windowed.streams)
+    assert rel_err(windowed.output, model(**x).detach()) == 0.0

@@ -87,3 +87,24 @@ def test_play_rejects_bad_arguments(tmp_path, capsys):
     assert play.parse_drop("/a/b:1.5:2").end_s == 2.0
     assert play.message_class("sensor_msgs/msg/PointCloud2").__name__ == "PointCloud2"
     assert play.message_class("tf2_msgs/msg/TFMessage") is None or True  # absent here, present on a ROS install
+
+
+def test_playback_qos_keeps_the_recorded_intent():
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from fusion_monitor.ros.qos import playback_qos
+
+    def q(rel, dur, depth=1):
+        t = QosTime(0, 0)
+        return Qos(QosHistory.KEEP_LAST, depth, rel, dur, t, t, QosLiveliness.AUTOMATIC, t, False)
+
+    tf = playback_qos("/tf_static", "tf2_msgs/msg/TFMessage", [q(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL)])
+    assert tf.reliability == ReliabilityPolicy.RELIABLE and tf.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    mixed = playback_qos("/x", "std_msgs/msg/String", [q(QosReliability.RELIABLE, QosDurability.VOLATILE),
+                                                       q(QosReliability.BEST_EFFORT, QosDurability.VOLATILE)])
+    assert mixed.reliability == ReliabilityPolicy.BEST_EFFORT  # one best-effort writer: best effort
+    assert playback_qos("/LIDAR_TOP", "sensor_msgs/msg/PointCloud2").reliability == ReliabilityPolicy.BEST_EFFORT
+    no_record = playback_qos("/tf_static", "tf2_msgs/msg/TFMessage")
+    assert no_record.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert playback_qos("/odom", "nav_msgs/msg/Odometry").reliability == ReliabilityPolicy.RELIABLE

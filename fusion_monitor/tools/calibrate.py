@@ -1,0 +1,103 @@
+"""`fusion-monitor calibrate BAG... --out baseline.yaml`: the attribution baseline from nominal drives.
+
+Every bag is checked first (readable, not empty, holds the rig's sensor topics) and the model package is
+loaded once, so bad input fails before any replay. Each bag is then replayed through the monitor (the
+same pipeline as `replay`); per frame the mean modality share over confirmed detections
+(:func:`fusion_monitor.health.frame_statistics`) is collected, and
+:func:`fusion_monitor.health.fit_baseline` fits mean and std per modality. The baseline names the model
+(package name + graph sha256) and the sensor set; the monitor refuses it for anything else. Use it with
+the parameter ``health.attribution.baseline_file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from fusion_monitor.bagio import BagError, open_bag
+
+
+def check_calibration_bag(bag: str | Path, topics: set[str]) -> None:
+    """Raise BagError unless ``bag`` opens, holds at least one message and one of ``topics``."""
+    src = open_bag(bag)
+    first = next(iter(src.messages()), None)
+    if first is None:
+        raise BagError(bag, "calibration bag holds no messages")
+    if not topics & set(src.topics):
+        raise BagError(bag, f"none of the rig's sensor topics is in the bag (found {sorted(src.topics)})")
+
+
+def calibrate(bags: list[str | Path], out: str | Path, *, params: dict | None = None, model: str | None = None,
+              min_frames: int = 20, min_std: float = 0.02, work_dir: str | Path | None = None):
+    """Fit and write an attribution baseline from nominal ``bags``; returns the Baseline.
+
+    Raises
+    ------
+    BagError
+        A bag is unreadable, empty or holds none of the rig's topics (checked before any replay).
+    fusion_monitor.pipeline.ModelLoadError
+        The model package does not load, or is not decomposed (no modality shares to calibrate).
+    ValueError
+        Too few frames with confirmed detections (fewer than ``min_frames``).
+    """
+    from fusion_monitor.health import HealthConfig, fit_baseline, frame_statistics, model_identity
+    from fusion_monitor.pipeline import ModelLoadError, Pipeline, PipelineConfig
+    from fusion_monitor.tools.replay import replay_bag
+
+    if not bags:
+        raise ValueError("calibrate needs at least one nominal bag")
+    params = dict(params or {})
+    params.pop("health.attribution.baseline_file", None)  # calibrating: no baseline in force
+    if model:
+        params["model.package"] = str(model)
+    probe = Pipeline(PipelineConfig.from_params(params))
+    if not probe.stream_names:
+        raise ModelLoadError(probe.package_path, "model package is not decomposed: no modality shares to calibrate")
+    topics = {s.topic for s in probe.rig.sensors.values()}
+    for b in bags:
+        check_calibration_bag(b, topics)
+    model_id = model_identity(probe.package_path.name, probe.package.metadata.onnx_sha256)
+    modalities = tuple(m for m in probe.health.modalities)
+    min_score = (HealthConfig.from_dict(probe.config.health) if probe.config.health else HealthConfig()
+                 ).attribution.min_score
+    rows: list[dict] = []
+
+    def on_frame(rec: dict) -> None:
+        dets = rec["detections"]
+        rows.append(frame_statistics([d["shares"] for d in dets], modalities, [d["score"] for d in dets],
+                                     None, min_score))
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        for i, b in enumerate(bags):
+            replay_bag(b, Path(tmp) / f"bag{i}", params=params, on_frame=on_frame)
+    baseline = fit_baseline(rows, model_id, probe.rig.sensors, modalities, min_std=min_std, min_frames=min_frames,
+                            source="; ".join(str(b) for b in bags))
+    baseline.to_yaml(out)
+    return baseline
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bags", nargs="+", metavar="BAG", help="nominal drives (rosbag2 folders or .mcap/.db3)")
+    parser.add_argument("--out", required=True, metavar="YAML", help="baseline file to write")
+    parser.add_argument("--model", metavar="PKG", help="model package (default: the shipped reference)")
+    parser.add_argument("--params", metavar="FILE", help="ROS parameter file (thresholds such as min_score)")
+    parser.add_argument("--min-frames", type=int, default=20, help="frames with detections needed per modality")
+    parser.add_argument("--min-std", type=float, default=0.02, help="floor of the fitted share std")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusion_monitor.pipeline import ModelLoadError
+    from fusion_monitor.tools.replay import load_params
+
+    try:
+        params = load_params(args.params)
+        b = calibrate(args.bags, args.out, params=params, model=args.model, min_frames=args.min_frames,
+                      min_std=args.min_std)
+    except (BagError, ModelLoadError, OSError, ValueError) as e:
+        print(f"fusion-monitor calibrate: {e}", file=sys.stderr)
+        return 2
+    shares = ", ".join(f"{k} {b.mean[k]:+.2f} +- {b.std[k]:.2f}" for k in sorted(b.mean))
+    print(f"wrote {args.out}: {b.n_frames} frames, model {b.model_id}; {shares}")
+    return 0
