@@ -148,6 +148,7 @@ def decompose(
             LMDUnsupportedWarning,
             stacklevel=2,
         )
+    cap.exported = None  # only needed for lowering; frees the exporter's copy of the weights
     return DecomposedModel(cap, analysis, compat, lowered_ops, dict(bn_rule=bn_rule, norm_rule=norm_rule, strict=strict))
 
 

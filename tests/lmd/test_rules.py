@@ -27,6 +27,9 @@ from .helpers import rel_err
 
 DT = torch.float64
 
+# torch.func.jvp (the reference, not the engine) registers TorchScript decompositions on first use
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 class OneOp(nn.Module):
     def __init__(self, fn, shape, params: dict | None = None):
