@@ -143,6 +143,9 @@ def load_scenario(path: str | Path, *, sensors: dict[str, str] | None = None) ->
         if not bag.exists():
             raise ScenarioError(f"{path}: source bag {bag} does not exist")
         spec = {"path": str(bag)}
+        length = _bag_length_s(bag)
+        if length:
+            spec["length_s"] = length
     elif not isinstance(spec, dict):
         raise ScenarioError(f"{path}: source.{kind} must be a mapping, got {spec!r}")
     else:
@@ -152,7 +155,7 @@ def load_scenario(path: str | Path, *, sensors: dict[str, str] | None = None) ->
             raise ScenarioError(f"{path}: source.{kind}.duration_s = {dur} must be > 0")
         if kind == "simulate":
             spec["seed"] = int(_num(f"{path}: source.simulate", spec, "seed"))
-    duration = float(spec["duration_s"]) if "duration_s" in spec else None
+    duration = float(spec["duration_s"]) if "duration_s" in spec else spec.get("length_s")
     faults = data.get("faults") or []
     try:
         episodes = parse_fault_spec(faults, sensors) if faults else []
@@ -211,6 +214,17 @@ def load_scenario(path: str | Path, *, sensors: dict[str, str] | None = None) ->
         ignores.append(IgnoreWindow(_num(where, x, "start_s"), _num(where, x, "end_s"), tuple(ss)))
     return Scenario(name, kind, spec, list(faults), tuple(expects), tuple(ignores), path,
                     str(data.get("description", "")))
+
+
+def _bag_length_s(bag: Path) -> float | None:
+    """Bag length from its rosbag2 metadata (None when unknown or unreadable: checked again at injection)."""
+    from fusion_monitor.bagio import BagError, open_bag
+    from fusion_monitor.tools.replay import _duration_s
+
+    try:
+        return _duration_s(open_bag(bag)) or None
+    except (BagError, OSError):
+        return None
 
 
 def load_scenarios(paths: list[str | Path], **kw: Any) -> list[Scenario]:

@@ -156,8 +156,11 @@ class CameraChecker:
         """Run every camera check on one (H, W, 3) uint8 RGB image; returns check name -> result."""
         c = self.config
         h_px, w_px = np.asarray(image).shape[:2]
-        # small images: a finer stride, so every grid cell keeps at least 3x3 samples
-        stride = max(1, min(c.stride, h_px // (3 * c.grid_rows), w_px // (3 * c.grid_cols)))
+        # small images: a finer stride, so every grid cell keeps at least 3x3 samples and the sampled image stays
+        # at least min_sample_width wide (the pipeline checks images decoded near model resolution, 200x112 for
+        # nuScenes: at stride 4 the 50x28 samples hid sensor noise and motion blur on the real samples)
+        stride = max(1, min(c.stride, h_px // (3 * c.grid_rows), w_px // (3 * c.grid_cols),
+                            w_px // c.min_sample_width))
         y = luma(image, stride)
         st = image_stats(y, c.grid_rows, c.grid_cols)
         # the occlusion grid needs enough samples per cell for a stable sharpness estimate: the variance of the

@@ -84,6 +84,8 @@ class CameraCheckConfig(_Group):
     """Image statistics thresholds; luma in [0, 1] on a subsampled image."""
 
     stride: int = _p(4, "pixel stride of the subsampled image the checks run on (speed)", 1, 64)
+    min_sample_width: int = _p(200, "the stride is reduced until the subsampled image is at least this wide (small "
+                               "decoded images keep their detail)", 16, 100000)
     dark_threshold: float = _p(0.1, "mean luma below which the camera is WARN (dark)", 0.0, 1.0)
     dark_error: float = _p(0.04, "mean luma below which the camera is ERROR (black)", 0.0, 1.0)
     bright_threshold: float = _p(0.3, "fraction of saturated pixels (luma >= 0.98) that raises WARN (a sunny sky "
@@ -232,6 +234,8 @@ class RadarCheckConfig(_Group):
     clutter_ratio: float = _p(2.0, "count above this multiple of the running median is a clutter burst (WARN)",
                               1.0, 1000.0)
     clutter_error_ratio: float = _p(4.0, "count above this multiple of the running median is ERROR", 1.0, 1000.0)
+    clutter_min_excess: int = _p(8, "targets above the running median a clutter burst must also add (Poisson scatter "
+                                 "of a sparse radar: median 5 reaches 12 in nominal driving)", 0, 100000)
     min_targets_for_velocity: int = _p(5, "targets needed before the velocity checks judge a scan", 1, 100000)
     max_speed_mps: float = _p(70.0, "|compensated velocity| above this is implausible", 0.0, 1000.0)
     implausible_fraction: float = _p(0.2, "fraction of implausible velocities that raises ERROR", 0.0, 1.0)

@@ -125,8 +125,8 @@ def decompose(
         if cap2 is None:
             break
         analysis2 = Analysis(cap2, rm, strict)
-        still = {e.where for e in analysis2.errors}
-        fixed = {op for op in ops if not any(e.where in still for e in analysis.errors if getattr(e, "target", None) is op)}
+        still = {getattr(e, "origin", e.op) for e in analysis2.errors}
+        fixed = {op for op in ops if op_name(op) not in still}
         if not fixed:
             break
         if fixed != ops:

@@ -674,6 +674,7 @@ class Analysis:
             if plan.rule is None and plan.target is not operator.getitem:
                 err = UnsupportedOpError(op_name(n.target), n.name, where(n), plan.unsupported or "no rule")
                 err.target = n.target
+                err.origin = _origin(n)
                 errors.append(err)
             if plan.target is operator.getitem:
                 parent = n.args[0]
@@ -783,6 +784,16 @@ def _is_plain_conv(n: Node) -> bool:
         args = bind(n.target, n.args, n.kwargs)
         return not bool(args.get("transposed", False))
     return False
+
+
+def _origin(n: Node) -> str:
+    """Name of the op this node came from before lowering (its own op if it was not lowered)."""
+    src = n.meta.get("from_node") or []
+    for s in src:
+        t = getattr(s, "target", None)
+        if t is not None:
+            return str(t)
+    return op_name(n.target)
 
 
 def _no_rule_reason(n: Node) -> str:

@@ -273,7 +273,8 @@ def _build_default() -> RuleRegistry:
                    ("sigmoid", "sigmoid"), ("tanh", "tanh"), ("elu", "elu"), ("hardtanh", "hardtanh"),
                    ("clamp", "clamp"), ("clamp_min", "clamp_min"), ("clamp_max", "clamp_max"),
                    ("softplus", "softplus"), ("hardswish", "hardswish"), ("hardsigmoid", "hardsigmoid"),
-                   ("mish", "mish"), ("abs", "abs"), ("prelu", "prelu"), ("_prelu_kernel", "prelu")):
+                   ("mish", "mish"), ("abs", "abs"), ("prelu", "prelu"), ("_prelu_kernel", "prelu"),
+                   ("relu6", "relu6"), ("celu", "celu"), ("selu", "selu"), ("log_sigmoid", "log_sigmoid")):
         op = _op(n)
         if op is not None:
             reg.register(op, Gate(act))

@@ -817,6 +817,29 @@ def _g_clamp_max(z, a):
     return _g_clamp_generic(z, None, float(a["max"]))
 
 
+def _g_relu6(z, a):
+    return _g_clamp_generic(z, 0.0, 6.0)
+
+
+def _g_celu(z, a):
+    alpha = float(a.get("alpha", 1.0))
+    neg = _safe_div(alpha * torch.expm1(z / alpha), z, 1.0)
+    return torch.where(z > 0, torch.ones_like(z), neg), 0.0
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+def _g_selu(z, a):
+    neg = _safe_div(_SELU_SCALE * _SELU_ALPHA * torch.expm1(z), z, _SELU_SCALE * _SELU_ALPHA)
+    return torch.where(z > 0, torch.full_like(z, _SELU_SCALE), neg), 0.0
+
+
+def _g_log_sigmoid(z, a):  # log_sigmoid(z) = -log 2 + secant * z, slope 1/2 at 0
+    a0 = -math.log(2.0)
+    return _safe_div(torch.nn.functional.logsigmoid(z) - a0, z, 0.5), a0
+
+
 def _g_softplus(z, a):
     beta, thr = float(a.get("beta", 1)), float(a.get("threshold", 20))
     a0 = math.log(2.0) / beta
@@ -861,6 +884,10 @@ GATES: dict[str, Callable] = {
     "clamp_min": _g_clamp_min,
     "clamp_max": _g_clamp_max,
     "softplus": _g_softplus,
+    "relu6": _g_relu6,
+    "celu": _g_celu,
+    "selu": _g_selu,
+    "log_sigmoid": _g_log_sigmoid,
     "hardswish": _g_hardswish,
     "hardsigmoid": _g_hardsigmoid,
     "mish": _g_mish,
@@ -932,6 +959,8 @@ class Gate(Rule):
         act = self.activation
         if act == "sigmoid" or act == "hardsigmoid":
             return 0.5
+        if act == "log_sigmoid":
+            return -math.log(2.0)
         if act == "softplus":
             return math.log(2.0) / float(c.args.get("beta", 1))
         if act in ("hardtanh", "clamp", "clamp_min", "clamp_max"):

@@ -173,6 +173,10 @@ ACT_CASES = {
     "hardsigmoid": (F.hardsigmoid, _secant(F.hardsigmoid, 0.5)),
     "mish": (F.mish, _secant(F.mish)),
     "abs": (torch.abs, _secant(torch.abs)),
+    "relu6": (lambda z: F.relu6(3 * z), _secant(lambda z: F.relu6(3 * z))),
+    "celu": (lambda z: F.celu(z, 0.7), _secant(lambda z: F.celu(z, 0.7))),
+    "selu": (F.selu, _secant(F.selu)),
+    "log_sigmoid": (F.logsigmoid, _secant(F.logsigmoid, -math.log(2.0))),
 }
 
 

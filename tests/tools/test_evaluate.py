@@ -149,3 +149,10 @@ def test_evaluate_two_tiny_scenarios_end_to_end(sim_bag, tmp_path):
     others = [a for a in by["nominal"]["raw"]["false_alarms"] if not a[1].endswith("/occlusion")]
     assert others == []
     assert "raw-signal only" in (out / "summary.md").read_text()
+
+
+def test_fault_window_outside_a_recorded_bag_is_refused_at_load(sim_bag, tmp_path):
+    p = write(tmp_path, "late", {"source": {"bag": str(sim_bag)}, "faults": [
+        {"fault": "lidar_fog", "sensor": "LIDAR_TOP", "severity": 2, "start_s": 4.0, "end_s": 5.0}]})
+    with pytest.raises(ScenarioError, match="outside the drive"):
+        load_scenario(p)
