@@ -184,9 +184,13 @@ class Pipeline:
 
     def _init_health(self) -> None:
         from fusion_monitor.health import HealthConfig, HealthMonitor
+        from fusion_monitor.health.attribution import model_identity
 
         self.health_config = HealthConfig.from_dict(self.config.health) if self.config.health else HealthConfig()
-        self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name)
+        self.model_id = model_identity(self.package_path.name, self.package.metadata.onnx_sha256)
+        # a baseline file (health.attribution.baseline_file) from another model or sensor set is refused here
+        self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
+                                    model_id=self.model_id)
 
     def warmup(self, runs: int = 2) -> None:
         """Pay one-off costs before the first frame (imports, ONNX Runtime's first runs)."""

@@ -19,7 +19,7 @@ from torch.utils import _pytree as pytree
 from .compat import Compat
 from .errors import LMDUnsupportedWarning, StateError, UnsupportedOpsError
 from .graph import Analysis, Captured, Coverage, Signature, capture, lower
-from .layout import FullLayout, StreamLayout
+from .layout import ComplementLayout, StreamLayout
 from .registry import RuleMap
 from .result import Decomposition, State
 from .rules import PARAM, STATE, STREAM, STREAM_STATE, Affine, BatchNorm, Call, Norm, Rule, op_name
@@ -374,7 +374,7 @@ class DecomposedModel(nn.Module):
     def _run(self, flat, mode: str, state: State | None = None, frozen=None, trace=None, record=None, hook=None):
         an = self._an
         M = len(an.modality_names)
-        lay = FullLayout(M) if mode == "single" else StreamLayout(M)
+        lay = ComplementLayout(M) if mode == "single" else StreamLayout(M)
         plain: dict = {}
         for node, t in zip(self._cap.input_nodes, flat):
             plain[node] = t
@@ -457,6 +457,10 @@ class DecomposedModel(nn.Module):
                 bargs = _fill(bn, lambda s, r: plain[s] if r is PARAM else None)
                 args["weight"], shift = bn.rule.fold(bargs, args["weight"], args.get("bias"))
                 args["bias"] = None
+                if lay.bias_broadcast:  # the bias-stream shift rides in the conv's own bias
+                    args["bias"], shift = shift[0], (None, shift[1], shift[2])
+                    if shift[1] is None:
+                        shift = None
             st: tuple = ()
             if plan.kind is not None:
                 if mode == "replay" and plan.stateful and plan.kind in frozen:
@@ -479,7 +483,7 @@ class DecomposedModel(nn.Module):
                     f"{type(e).__name__}: {e}"
                 ) from e
             if shift is not None:
-                Y = plan.fold_bn.rule.add_shift(lay, Y, *shift)
+                Y = plan.fold_bn.rule.add_shift(lay, Y, *shift)  # (fused into the conv when the layout allows)
             if self._fold_into is not None and not rule.passthrough:
                 Y = _map_tensors(Y, lambda t: lay.fold_bias_into(t, self._fold_into))
             streams[node] = Y

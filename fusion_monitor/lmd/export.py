@@ -141,7 +141,9 @@ def export_onnx(
     kwargs: dict = dict(input_names=in_names, output_names=out_names, opset_version=opset, dynamo=dynamo)
     if dynamo:
         kwargs["external_data"] = external_data
-    with warnings.catch_warnings():
+    from .rules import onnx_export_mode
+
+    with warnings.catch_warnings(), onnx_export_mode():
         warnings.simplefilter("ignore")
         res = torch.onnx.export(module, tuple(flat), str(path), **kwargs)
     del res

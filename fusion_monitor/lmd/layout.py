@@ -1,10 +1,13 @@
 """Stream layouts: how the S = M + 1 streams of one activation are stacked along a leading axis.
 
-Two layouts carry the same information (one is a fixed linear change of basis of the other):
+The layouts carry the same information (each is a fixed linear change of basis of the others):
 
-* ``FullLayout`` (single pass, deployment): slot 0 is the *full* activation F (the real network,
-  which defines every gate), slots 1..M the modality streams h_m; the bias stream is derived as
-  h_b = F - sum_m h_m.
+* ``ComplementLayout`` (single pass, deployment; the default): slot 0 is the *full* activation F
+  (the real network, which defines every gate), slot m is F - h_m, the activation without modality
+  m's contribution. A constant for the bias stream is then added to *every* slot, so conv biases
+  and folded BatchNorm shifts stay inside the convolution (no extra pass over the streams).
+  Streams are recovered at the outputs: h_m = F - u_m, h_b = sum_m u_m - (M - 1) F.
+* ``FullLayout`` (single pass, alternative): slot 0 is F, slots 1..M are h_m; h_b = F - sum_m h_m.
 * ``StreamLayout`` (record/replay, evaluation): slots 0..M-1 are h_m, slot M is the bias stream h_b;
   the total is their sum. Every stream is computed from its own inputs only, which is what makes
   separation bit-exact.
@@ -21,7 +24,8 @@ from torch import Tensor
 
 
 class _Layout:
-    full: bool = False
+    full: bool = False  # slot 0 is the full activation F
+    bias_broadcast: bool = False  # a bias-stream constant is added to every slot (conv bias can be fused)
 
     def __init__(self, n_modalities: int):
         if n_modalities < 1:
@@ -135,6 +139,52 @@ class FullLayout(_Layout):
         new_m = X[0] - others
         parts = [X[: 1 + modality], new_m.unsqueeze(0), X[2 + modality :]]
         return torch.cat(parts, 0)
+
+
+class ComplementLayout(_Layout):
+    """Slot 0 = full activation F, slot m = F - h_m; a bias-stream constant goes to every slot."""
+
+    full = True
+    bias_broadcast = True
+
+    def _lift_coef(self, slot):
+        c = [1.0] * self.S
+        if slot is not None:
+            c[1 + slot] = 0.0
+        return c
+
+    def _bias_coef(self):
+        return [1.0] * self.S
+
+    def _uniform_coef(self):
+        return [1.0] + [1.0 - 1.0 / self.S] * self.M
+
+    def bias_term(self, t: Tensor, like: Tensor) -> Tensor:
+        return t.to(like.dtype)  # broadcasts over the stream axis
+
+    def add_bias(self, X: Tensor, t) -> Tensor:
+        if isinstance(t, (int, float)):
+            return X + t if t != 0 else X
+        return X + t.to(X.dtype)
+
+    def total(self, X: Tensor) -> Tensor:
+        return X[0]
+
+    def streams(self, X: Tensor) -> Tensor:
+        F, U = X[0], X[1:]
+        mods = F.unsqueeze(0) - U
+        bias = U.sum(0) - (self.M - 1) * F
+        return torch.cat([mods, bias.unsqueeze(0)], 0)
+
+    def from_streams(self, H: Tensor) -> Tensor:
+        F = H.sum(0, keepdim=True)
+        return torch.cat([F, F - H[:-1]], 0)
+
+    def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
+        H = self.streams(X)
+        new_m = H[modality] + H[self.M]
+        H = torch.cat([H[:modality], new_m.unsqueeze(0), H[modality + 1 : self.M], torch.zeros_like(H[self.M :])], 0)
+        return self.from_streams(H)
 
 
 class StreamLayout(_Layout):

@@ -693,12 +693,17 @@ class Affine(Rule):
         b = c.args.get(self.bias)
         if c.target is aten.addmm.default:
             return self._addmm(c)
+        fuse = c.lay.bias_broadcast  # the bias goes to every slot: let the op add it (fused in the kernel)
         if self.batched_rank_from_weight:
             W = c.args[self.weight]
+            if fuse:
+                return _batched_call(c, self.stream, W.dim())
             Y = _batched_call(c, self.stream, W.dim(), **{self.bias: None})
             if b is not None:
                 Y = c.lay.add_bias(Y, b.reshape([-1] + [1] * (W.dim() - 2)))
             return Y
+        if fuse:
+            return c.op()
         Y = c.op(**{self.bias: None})
         if b is not None:
             Y = c.lay.add_bias(Y, b)
@@ -706,11 +711,7 @@ class Affine(Rule):
 
     def _addmm(self, c: Call):
         beta, alpha = c.args.get("beta", 1), c.args.get("alpha", 1)
-        m1, m2 = c.args["mat1"], c.args["mat2"]
-        if c.roles.get("mat1") is STREAM:
-            Y = torch.matmul(m1, m2)
-        else:
-            Y = torch.matmul(m1, m2)
+        Y = torch.matmul(c.args["mat1"], c.args["mat2"])  # the stacked operand broadcasts
         if alpha != 1:
             Y = Y * alpha
         return c.lay.add_bias(Y, c.args["self"] * beta)
@@ -741,20 +742,36 @@ class AddMM(Affine):
 # ------------------------------------------------------------------------------------------------
 
 
+# Gates are built with arithmetic, not torch.where / comparisons (several times slower on CPU and
+# in ONNX Runtime): pos = sign(relu(z)) is exactly 1 where z > 0 and 0 elsewhere, iszero =
+# 1 - sign(|z|) exactly 1 at z == 0 and 0 elsewhere; blends with them are exact for finite values.
+
+
+def _pos(z: Tensor) -> Tensor:
+    return torch.sign(torch.relu(z))
+
+
+def _iszero(z: Tensor) -> Tensor:
+    return 1.0 - torch.sign(torch.abs(z))
+
+
+def _neg_part(z: Tensor) -> Tensor:
+    return -torch.relu(-z)  # min(z, 0): keeps exp-type branches finite where they are not used
+
+
 def _safe_div(num: Tensor, z: Tensor, at_zero) -> Tensor:
-    zero = z == 0
-    den = torch.where(zero, torch.ones_like(z), z)
-    at = torch.as_tensor(at_zero, dtype=z.dtype, device=z.device) if not torch.is_tensor(at_zero) else at_zero
-    return torch.where(zero, at, num / den)
+    """num / z, and ``at_zero`` (the slope a'(0)) where z == 0."""
+    iz = _iszero(z)
+    return num / (z + iz) + iz * at_zero
 
 
 def _g_relu(z, a):
-    return z > 0, 0.0  # a boolean gate: stored 8x smaller, applied with one select
+    return _pos(z), 0.0
 
 
 def _g_leaky(z, a):
     s = float(a.get("negative_slope", 0.01))
-    return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, s)), 0.0
+    return s + (1.0 - s) * _pos(z), 0.0
 
 
 def _g_gelu(z, a):
@@ -778,8 +795,10 @@ def _g_tanh(z, a):
 
 def _g_elu(z, a):
     alpha, scale, iscale = float(a.get("alpha", 1)), float(a.get("scale", 1)), float(a.get("input_scale", 1))
-    neg = _safe_div(scale * alpha * torch.expm1(iscale * z), z, scale * alpha * iscale)
-    return torch.where(z > 0, torch.full_like(z, scale), neg), 0.0
+    zn = _neg_part(z)
+    neg = _safe_div(scale * alpha * torch.expm1(iscale * zn), zn, scale * alpha * iscale)
+    p = _pos(z)
+    return p * scale + (1.0 - p) * neg, 0.0
 
 
 def _clamp_bounds(a, lo_name, hi_name, lo_def=None, hi_def=None):
@@ -823,16 +842,20 @@ def _g_relu6(z, a):
 
 def _g_celu(z, a):
     alpha = float(a.get("alpha", 1.0))
-    neg = _safe_div(alpha * torch.expm1(z / alpha), z, 1.0)
-    return torch.where(z > 0, torch.ones_like(z), neg), 0.0
+    zn = _neg_part(z)
+    neg = _safe_div(alpha * torch.expm1(zn / alpha), zn, 1.0)
+    p = _pos(z)
+    return p + (1.0 - p) * neg, 0.0
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
 def _g_selu(z, a):
-    neg = _safe_div(_SELU_SCALE * _SELU_ALPHA * torch.expm1(z), z, _SELU_SCALE * _SELU_ALPHA)
-    return torch.where(z > 0, torch.full_like(z, _SELU_SCALE), neg), 0.0
+    zn = _neg_part(z)
+    neg = _safe_div(_SELU_SCALE * _SELU_ALPHA * torch.expm1(zn), zn, _SELU_SCALE * _SELU_ALPHA)
+    p = _pos(z)
+    return p * _SELU_SCALE + (1.0 - p) * neg, 0.0
 
 
 def _g_log_sigmoid(z, a):  # log_sigmoid(z) = -log 2 + secant * z, slope 1/2 at 0
@@ -868,7 +891,8 @@ def _g_prelu(z, a):
     w = a["weight"]
     if w.numel() > 1 and z.dim() >= 2:
         w = w.reshape([-1] + [1] * (z.dim() - 2))
-    return torch.where(z > 0, torch.ones_like(z), w.to(z.dtype) * torch.ones_like(z)), 0.0
+    p = _pos(z)
+    return p + (1.0 - p) * w.to(z.dtype), 0.0
 
 
 GATES: dict[str, Callable] = {
@@ -945,7 +969,7 @@ class Gate(Rule):
     def apply(self, c: Call):
         X = c.args[self.input]
         (g,) = c.state
-        Y = torch.where(g, X, torch.zeros((), dtype=X.dtype, device=X.device)) if g.dtype == torch.bool else X * g
+        Y = X * g
         a0 = self._offset(c)
         if a0:
             Y = c.lay.add_bias(Y, a0)
@@ -1224,8 +1248,9 @@ class Norm(Rule):
             if centred:
                 mz = c.lay.total(V).mean(dim=rd, keepdim=True) / s_dec
                 Y = c.lay.add_bias(Y, -mz) if self.variant == "identity" else c.lay.add_uniform(Y, -mz)
-        if q_eps is not None and c.lay.full:  # the full stream keeps the real network's epsilon
-            Y = torch.cat([Y[:1] * (s_dec / s), Y[1:]], 0)
+        if q_eps is not None and c.lay.full:  # the full stream keeps the real network's epsilon:
+            total = c.lay.total(Y)  # the difference goes to the (derived) bias stream
+            Y = c.lay.add_bias(Y, total * (s_dec / s) - total)
         Y = Y.reshape(X.shape)
         if w is not None:
             Y = Y * (w if aff is None else w.reshape(aff))
@@ -1574,7 +1599,26 @@ _MAXPOOL = {
 }
 
 
+_ONNX_EXPORT = [False]
+
+
+class onnx_export_mode:  # noqa: N801 - a context manager used like a function
+    """While active, rules pick ONNX-friendly formulations (set by export_onnx)."""
+
+    def __enter__(self):
+        self._prev = _ONNX_EXPORT[0]
+        _ONNX_EXPORT[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _ONNX_EXPORT[0] = self._prev
+        return False
+
+
 def _exporting() -> bool:
+    """True while tracing for ONNX (pooling indices are slow in ONNX Runtime, fast in PyTorch)."""
+    if not _ONNX_EXPORT[0]:
+        return False
     try:
         return bool(torch.compiler.is_exporting())
     except Exception:  # pragma: no cover
@@ -1604,8 +1648,8 @@ class MaxPool(Rule):
         return {0} if _MAXPOOL[v.target][2] else None
 
     # The state is the argmax of z* as a flat index per (sample, channel) plane, the format of
-    # max_pool*_with_indices. Eager PyTorch computes it with that op; under torch.export (ONNX)
-    # fixed windows use the window-offset form (k^nd strided views of the one full tensor, argmax,
+    # max_pool*_with_indices. PyTorch computes it with that op; when exporting to ONNX, fixed
+    # windows use the window-offset form (k^nd strided views of the one full tensor, argmax,
     # index arithmetic), because pooling indices are slow in ONNX Runtime. Any tie-breaking is exact.
 
     def state(self, c: Call) -> tuple:
@@ -1642,23 +1686,23 @@ class MaxPool(Rule):
 
     def _window_argmax(self, c: Call, z: Tensor, nd: int) -> Tensor:
         """Flat per-plane index of each window's maximum, from strided views of z (no pooling op)."""
+        import itertools
+
         k, s, p, d = self._params(c, nd)
         win = self._views(c, z, float("-inf"), nd).argmax(0)  # window offset in [0, prod(k))
         out = list(win.shape[-nd:])
         in_sizes = list(z.shape[-nd:])
-        flat = torch.zeros_like(win)
-        rem = win
-        for i in reversed(range(nd)):  # unravel the window offset, last dim fastest
-            off = rem % k[i]
-            rem = rem // k[i]
-            base = torch.arange(out[i], device=z.device) * s[i] - p[i]
-            base = base.reshape([-1] + [1] * (nd - 1 - i))
-            coord = base + off * d[i]
-            stride = 1
-            for j in range(i + 1, nd):
-                stride *= in_sizes[j]
-            flat = flat + coord * stride
-        return flat
+        strides = [1] * nd
+        for i in range(nd - 2, -1, -1):
+            strides[i] = strides[i + 1] * in_sizes[i + 1]
+        # flat index = window origin (a constant grid) + offset of the chosen window element (a table)
+        table = [sum(o[i] * d[i] * strides[i] for i in range(nd)) for o in itertools.product(*[range(kk) for kk in k])]
+        base = torch.zeros(out, dtype=torch.long, device=z.device)
+        for i in range(nd):
+            b = (torch.arange(out[i], device=z.device) * s[i] - p[i]) * strides[i]
+            base = base + b.reshape([-1] + [1] * (nd - 1 - i))
+        offs = torch.tensor(table, dtype=torch.long, device=z.device)
+        return base + offs.index_select(0, win.reshape(-1)).reshape(win.shape)
 
     def _views(self, c: Call, t: Tensor, fill: float, nd: int) -> Tensor:
         """(prod(k), *batch, *out) stack of the window elements' strided views of ``t``."""

@@ -22,11 +22,11 @@ from fusion_monitor.bagio import BagError, open_bag
 def check_calibration_bag(bag: str | Path, topics: set[str]) -> None:
     """Raise BagError unless ``bag`` opens, holds at least one message and one of ``topics``."""
     src = open_bag(bag)
+    if not topics & set(src.topics):
+        raise BagError(bag, f"none of the rig's sensor topics is in the bag (found {sorted(src.topics)})")
     first = next(iter(src.messages()), None)
     if first is None:
         raise BagError(bag, "calibration bag holds no messages")
-    if not topics & set(src.topics):
-        raise BagError(bag, f"none of the rig's sensor topics is in the bag (found {sorted(src.topics)})")
 
 
 def calibrate(bags: list[str | Path], out: str | Path, *, params: dict | None = None, model: str | None = None,

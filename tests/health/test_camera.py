@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from health_synthetic import textured_image
@@ -110,21 +108,6 @@ def test_synthetic_images_without_dataset():
 def test_rejects_bad_image_with_named_shape():
     with pytest.raises(ValueError, match="float32"):
         CameraChecker("c").update(np.zeros((10, 10, 3), np.float32))
-
-
-def test_fast_on_full_resolution(cam_front_sequence):
-    """< 2 ms of CPU per 1600x900 image (thread CPU time: robust to other processes on shared cores)."""
-    ch = CameraChecker("CAM_FRONT")
-    frames = cam_front_sequence[:10]
-    medians = []
-    for _ in range(3):
-        ts = []
-        for im in frames:
-            t = time.thread_time()
-            ch.update(im)
-            ts.append(time.thread_time() - t)
-        medians.append(float(np.median(ts)))
-    assert min(medians) < 2e-3, f"median {min(medians) * 1e3:.2f} ms CPU per 1600x900 image"
 
 
 def test_other_real_cameras_raise_nothing(real_data):

@@ -511,11 +511,12 @@ def test_fusion_point_streams_hold_each_branch():
     model = LateFusion()
     dm = decompose(model, x, {"a": "camera", "b": "radar", "calib": None})
     assert dm.stream_names == ("camera", "radar", "bias")
-    out = dm(**x)
+    out = dm(**x, state=dm.record(**x))
     full = model(**x).detach()
     assert torch.equal(out.streams[0][:, :3], full[:, :3]) and torch.all(out.streams[0][:, 3:] == 0)
     assert torch.equal(out.streams[1][:, 3:], full[:, 3:]) and torch.all(out.streams[1][:, :3] == 0)
     assert torch.all(out.streams[2] == 0)
+    assert rel_err(dm(**x).streams, out.streams) < 1e-15
     cov = dm.coverage()
     assert cov["aten.conv2d.default"] == "pre-fusion" and cov["aten.relu.default"] == "pre-fusion"
     assert len(dm.fusion_points) == 1 and "cat" in dm.fusion_points[0]
@@ -539,7 +540,7 @@ def test_max_pool_export_form_equals_pooling_indices(kw, monkeypatch):
     x = _inputs((1, 3, 9, 11))
     dm = decompose(model, x)
     native = dm(**x)
-    monkeypatch.setattr(rules, "_exporting", lambda: True)
+    monkeypatch.setattr(rules, "_exporting", lambda: True)  # as under export_onnx
     windowed = dm(**x)
     assert torch.equal(native.streams, windowed.streams)
     assert rel_err(windowed.output, model(**x).detach()) == 0.0
