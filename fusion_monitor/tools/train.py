@@ -1,10 +1,11 @@
 """`fusion-monitor train`: train the reference detector on pre-generated synthetic frames (CPU, seeded).
 
-Reproduce the shipped weights (about 45 min of one core for generation, then the training budget):
+Reproduce the shipped weights (see models/README.md; ~15 CPU-min of generation, ~1 h of one core training):
 
-    python -m fusion_monitor.model.dataset /tmp/fm_data/train 1 520        # 3120 training frames
-    python -m fusion_monitor.model.dataset /tmp/fm_data/eval 900000 40     # 240 held-out frames
-    fusion-monitor train --data /tmp/fm_data/train --out models/reference --steps 3000 --seed 0
+    python -m fusion_monitor.model.dataset /tmp/fm_data/train 1 192
+    python -m fusion_monitor.model.dataset /tmp/fm_data/train 261 191
+    python -m fusion_monitor.model.dataset /tmp/fm_data/eval 900000 30     # 180 held-out frames
+    fusion-monitor train --data /tmp/fm_data/train --out /tmp/fm_run --steps 2400 --seed 0
 """
 
 from __future__ import annotations
