@@ -69,6 +69,11 @@ def run_fleet(fn: Callable[..., dict], bags: list[str], out_root: str | Path, *,
     """
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
+    if workers > 1 and (ray_address is None or ray_address == "local"):
+        # N workers on one machine share its cores: give each an equal share of inference threads
+        params = dict(kwargs.get("params") or {})
+        params.setdefault("model.num_threads", max(1, (os.cpu_count() or 1) // max(1, workers)))
+        kwargs = {**kwargs, "params": params}
     taken: set[str] = set()
     jobs, outcomes = [], []
     for bag in bags:
