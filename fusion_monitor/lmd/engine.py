@@ -217,7 +217,7 @@ class DecomposedModel(nn.Module):
                     out[n.name] = (p.rule.describe(), p.level)
         return out
 
-    def forward(self, state: State | None = None, frozen=None, **inputs) -> Decomposition:
+    def forward(self, *, state: State | None = None, frozen=None, **inputs) -> Decomposition:
         flat = self._flatten(inputs)
         if state is None:
             if frozen is not None:
@@ -238,7 +238,7 @@ class DecomposedModel(nn.Module):
         dev = flat[0].device if flat else None
         return State(rec, kinds, self._owner, self._dtype, dev)
 
-    def trace(self, state: State | None = None, frozen=None, **inputs) -> dict[str, torch.Tensor]:
+    def trace(self, *, state: State | None = None, frozen=None, **inputs) -> dict[str, torch.Tensor]:
         """Streams ``(S, ...)`` in public order ``[*modalities, bias]`` at every decomposed node
         (node name -> tensor); the single-pass form, or the replay when ``state`` is given."""
         flat = self._flatten(inputs)

@@ -450,7 +450,6 @@ class Coverage(Mapping):
         self.rows = rows
         self.fusion_points = fusion_points
         self.modality_names = modality_names
-        rank = {"unsupported": 0}
         status: dict[str, str] = {}
         for r in rows:
             base = r.status.split(" ")[0] if r.status.startswith("unsupported") else r.status
@@ -458,7 +457,6 @@ class Coverage(Mapping):
             if prev is None or _status_rank(base) > _status_rank(prev):
                 status[r.op] = base
         self._status = status
-        del rank
 
     def __getitem__(self, op: str) -> str:
         return self._status[op]

@@ -1,13 +1,12 @@
 """Stream layouts: how the S = M + 1 streams of one activation are stacked along a leading axis.
 
-The layouts carry the same information (each is a fixed linear change of basis of the others):
+Both layouts carry the same information (one is a fixed linear change of basis of the other):
 
 * ``ComplementLayout`` (single pass, deployment; the default): slot 0 is the *full* activation F
   (the real network, which defines every gate), slot m is F - h_m, the activation without modality
   m's contribution. A constant for the bias stream is then added to *every* slot, so conv biases
   and folded BatchNorm shifts stay inside the convolution (no extra pass over the streams).
   Streams are recovered at the outputs: h_m = F - u_m, h_b = sum_m u_m - (M - 1) F.
-* ``FullLayout`` (single pass, alternative): slot 0 is F, slots 1..M are h_m; h_b = F - sum_m h_m.
 * ``StreamLayout`` (record/replay, evaluation): slots 0..M-1 are h_m, slot M is the bias stream h_b;
   the total is their sum. Every stream is computed from its own inputs only, which is what makes
   separation bit-exact.
@@ -102,43 +101,6 @@ class _Layout:
     def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
         """Move the whole bias stream into one modality stream (authors' quirk, compat only)."""
         raise NotImplementedError
-
-
-class FullLayout(_Layout):
-    """Slot 0 = full activation F, slots 1..M = modality streams; bias = F - sum(h_m)."""
-
-    full = True
-
-    def _lift_coef(self, slot):
-        c = [0.0] * self.S
-        c[0] = 1.0
-        if slot is not None:
-            c[1 + slot] = 1.0
-        return c
-
-    def _bias_coef(self):
-        return [1.0] + [0.0] * self.M
-
-    def _uniform_coef(self):
-        return [1.0] + [1.0 / self.S] * self.M
-
-    def total(self, X: Tensor) -> Tensor:
-        return X[0]
-
-    def streams(self, X: Tensor) -> Tensor:
-        mods = X[1:]
-        bias = X[0] - mods.sum(0)
-        return torch.cat([mods, bias.unsqueeze(0)], 0)
-
-    def from_streams(self, H: Tensor) -> Tensor:
-        return torch.cat([H.sum(0, keepdim=True), H[:-1]], 0)
-
-    def fold_bias_into(self, X: Tensor, modality: int) -> Tensor:
-        # h_m' = h_m + h_b = F - sum_{k != m} h_k ; F and the other modalities unchanged
-        others = X[1:].sum(0) - X[1 + modality]
-        new_m = X[0] - others
-        parts = [X[: 1 + modality], new_m.unsqueeze(0), X[2 + modality :]]
-        return torch.cat(parts, 0)
 
 
 class ComplementLayout(_Layout):

@@ -241,10 +241,6 @@ def _const(c: Call, value, rank: int, like: Tensor | None) -> Tensor:
     return c.lay.lift(t, None, rank)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, bool))
-
-
 # ------------------------------------------------------------------------------------------------
 # Base rule
 # ------------------------------------------------------------------------------------------------
