@@ -10,13 +10,13 @@ static (a car waiting at a light), so motion-dependent checks see a standstill.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from fusion_monitor.sensors.jpeg import encode_jpeg
 from fusion_monitor.sensors.rig import Rig, load_rig
 
 EPOCH_NS = 1_532_402_927_000_000_000  # scene-0061 time base
@@ -99,7 +99,6 @@ class RealSequence:
         return np.random.default_rng([self.seed, stamp_ns % (2 ** 62), sum(map(ord, name))])
 
     def render(self, stamp_ns: int, name: str, jpeg_quality: int | None = None):
-        from PIL import Image
 
         from fusion_monitor.sim.drive import SensorMessage
 
@@ -112,11 +111,7 @@ class RealSequence:
             k = int(round(t_s * s.rate_hz))  # consecutive frames never share a crop (no false "frozen")
             dx, dy = k % (JITTER_PX + 1), (k // (JITTER_PX + 1)) % (JITTER_PX + 1)
             img = np.ascontiguousarray(base[dy:dy + IMAGE_WH[1], dx:dx + IMAGE_WH[0]])
-            jpeg = None
-            if jpeg_quality is not None:
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="JPEG", quality=int(jpeg_quality))
-                jpeg = buf.getvalue()
+            jpeg = None if jpeg_quality is None else encode_jpeg(img, jpeg_quality)
             return SensorMessage(stamp_ns, name, "camera", img, jpeg)
         if s.modality == "lidar":
             pts = self.lidar[rng.random(len(self.lidar)) >= 0.03].copy()

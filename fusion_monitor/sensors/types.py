@@ -237,7 +237,7 @@ class PointCloud:
 
 
 @dataclass(frozen=True)
-class RadarScan:
+class RadarScan(PointCloud):
     """A radar scan (detections, not raw cube): same layout rules as PointCloud.
 
     Attributes
@@ -250,18 +250,6 @@ class RadarScan:
     frame_id : str
         Sensor frame.
     """
-
-    points: np.ndarray
-    stamp_ns: int
-    frame_id: str
-    is_dense: bool = True
-
-    def __len__(self) -> int:
-        return int(self.points.size)
-
-    def xyz_m(self) -> np.ndarray:
-        """(N, 3) float64 positions in metres."""
-        return xyz_m(self.points)
 
 
 def transform_points(T_a_b: np.ndarray, xyz_b: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fusion_monitor.sensors.jpeg import encode_jpeg
 from fusion_monitor.sensors.preprocess import scale_intrinsics
 from fusion_monitor.sensors.rig import Rig, load_rig
 from fusion_monitor.sim.raycast import scene_at
@@ -187,13 +188,7 @@ class Drive:
             img = render_camera(self.world, scene, T_wb @ s.T_base_sensor, K, W, H, rng)
             if self.upscale:
                 img = np.asarray(Image.fromarray(img).resize((s.width, s.height), Image.BILINEAR))
-            jpeg = None
-            if jpeg_quality is not None:
-                import io
-
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="JPEG", quality=int(jpeg_quality))
-                jpeg = buf.getvalue()
+            jpeg = None if jpeg_quality is None else encode_jpeg(img, jpeg_quality)
             return SensorMessage(stamp_ns, name, "camera", img, jpeg)
         if s.modality == "lidar":
             pts, _ = render_lidar(self.world, scene, T_wb @ s.T_base_sensor, rng)

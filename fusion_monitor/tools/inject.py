@@ -10,7 +10,6 @@ byte. The episodes are written next to the output bag as ground truth (<out>.fau
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from fusion_monitor.bagio import BagError, deserialize, open_bag, typestore
 from fusion_monitor.sensors.faults import FaultInjector, FaultSpecError, parse_fault_spec
+from fusion_monitor.sensors.jpeg import encode_jpeg
 from fusion_monitor.sensors.rig import Rig, load_rig
 
 SENSOR_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/Image", "sensor_msgs/msg/PointCloud2")
@@ -46,17 +46,13 @@ def _topic_sensors(rig: Rig, topics: dict[str, str]) -> dict[str, tuple[str, str
 
 
 def _encode_camera(msg, rgb: np.ndarray, stamp_ns: int):
-    from PIL import Image
-
     ts = typestore()
     sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
     header = ts.types["std_msgs/msg/Header"](stamp=ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
                                              frame_id=msg.header.frame_id)
     if hasattr(msg, "format"):
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=90)
         return ts.types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
-                                                           data=np.frombuffer(buf.getvalue(), np.uint8)), \
+                                                           data=np.frombuffer(encode_jpeg(rgb), np.uint8)), \
             "sensor_msgs/msg/CompressedImage"
     h, w = rgb.shape[:2]
     return ts.types["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
