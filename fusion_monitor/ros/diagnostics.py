@@ -33,12 +33,12 @@ def diagnostic_status(status) -> DiagnosticStatus:
     level = int(status.level)
     if level not in (OK, WARN, ERROR, STALE):
         raise ValueError(f"status {status.name!r}: level {level} is not 0..3")
-    msg = DiagnosticStatus()
+    msg = DiagnosticStatus(check_fields=False)  # fields below are converted explicitly
     msg.level = bytes([level])
     msg.name = str(status.name)
     msg.message = str(status.message)
     msg.hardware_id = str(status.hardware_id)
-    msg.values = [KeyValue(key=str(k), value=str(v)) for k, v in dict(status.values or {}).items()]
+    msg.values = [KeyValue(key=str(k), value=str(v), check_fields=False) for k, v in dict(status.values or {}).items()]
     return msg
 
 

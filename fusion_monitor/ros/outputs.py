@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import PointCloud2, PointField
@@ -127,7 +129,9 @@ def bev_occupancy_grid(bev_map: np.ndarray, grid: BevGrid, stamp_ns: int, frame_
     msg.info.width, msg.info.height = int(grid.rows), int(grid.cols)  # width runs along x (rows of the map)
     msg.info.origin.position.x, msg.info.origin.position.y = float(grid.x_min_m), float(grid.y_min_m)
     msg.info.origin.orientation.w = 1.0
-    msg.data = np.ascontiguousarray(cells.T).ravel()  # OccupancyGrid is row-major in y: index = y * width + x
+    # OccupancyGrid is row-major in y: index = y * width + x. An array.array('b') is taken as is (a numpy
+    # array would be checked element by element by the generated setter).
+    msg.data = array.array("b", np.ascontiguousarray(cells.T).tobytes())
     return msg
 
 

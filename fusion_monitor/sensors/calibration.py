@@ -319,21 +319,22 @@ def read_bag_calibration(
     infos: dict[str, CameraIntrinsics] = {}
     errors: dict[str, str] = {}
     with AnyReader([Path(bag)], default_typestore=_typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic == tf_topic or c.topic in info_topics]
-        for conn, _t, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.topic == tf_topic:
-                try:
-                    for t in tf_message_to_transforms(msg):
-                        tree.add(t)
-                except MessageError as e:
-                    errors[e.sensor] = e.reason
-            else:
-                name = info_topics[conn.topic]
-                if name in infos:
-                    continue
-                try:
-                    infos[name] = camera_info_to_intrinsics(msg, name)
-                except MessageError as e:
-                    errors[name] = e.reason
+        tf_conns = [c for c in reader.connections if c.topic == tf_topic]
+        for conn, _t, raw in reader.messages(connections=tf_conns) if tf_conns else ():
+            try:
+                for t in tf_message_to_transforms(reader.deserialize(raw, conn.msgtype)):
+                    tree.add(t)
+            except MessageError as e:
+                errors[e.sensor] = e.reason
+        info_conns = [c for c in reader.connections if c.topic in info_topics]
+        for conn, _t, raw in reader.messages(connections=info_conns) if info_conns else ():
+            name = info_topics[conn.topic]
+            if name in infos:
+                if len(infos) == len(info_topics):
+                    break  # every camera has its first valid CameraInfo: no need to read the rest
+                continue
+            try:
+                infos[name] = camera_info_to_intrinsics(reader.deserialize(raw, conn.msgtype), name)
+            except MessageError as e:
+                errors[name] = e.reason
     return tree, infos, errors

@@ -128,7 +128,7 @@ def _png_data_uri(rgb: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)  # optimize=True: 10x the time, ~5% smaller
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
