@@ -26,6 +26,7 @@ import numpy as np
 from fusion_monitor.frame import BevGrid, Detection, FrameResult, SensorSample
 from fusion_monitor.sensors.rig import Rig, load_rig
 from fusion_monitor.sensors.timesync import LatestCache, SyncPolicy
+from fusion_monitor.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.rig: Rig = load_rig(self.config.rig_profile or None)
         self._lock = threading.Lock()
+        self.tracker = Tracker()  # persistent detection ids (markers, share rows)
         self._load_model(backend)
         self.policy = self._sync_policy()
         self.cache = LatestCache(self.policy)
@@ -298,6 +300,7 @@ class Pipeline:
 
             t3 = time.perf_counter()
             detections, bev_maps, bev_shares = self._decode(outputs)
+            detections = self.tracker.update(detections, trigger_stamp_ns)
             timings["decode"] = (time.perf_counter() - t3) * 1e3
         except Exception as e:  # a failing frame becomes an ERROR status, never a dead monitor
             log.exception("frame at %d failed", trigger_stamp_ns)

@@ -30,7 +30,7 @@ def main() -> None:
     for name, decomposed in (("package", True), ("package_plain", False)):
         pkg = write_package(OUT / name, model, example_inputs(spec), MODALITIES, decomposed=decomposed,
                             extra_metadata=extra, overwrite=True,
-                            factory="fusion_monitor.model.build:build_model" if decomposed else None)
+                            factory="fusion_monitor.model.build:build_model")
         ver = pkg.metadata.verification
         print(f"{OUT / name}: outputs {list(pkg.metadata.outputs)}, ONNX Runtime vs PyTorch max relative error "
               f"{ver.get('max_relative_error'):.2e}")

@@ -46,6 +46,21 @@ def test_outputs_one_frame_per_trigger(replayed):
 
 
 @pytest.mark.slow
+def test_confident_detections_keep_their_id_from_frame_to_frame(replayed):
+    out, _ = replayed
+    frames = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    kept = total = 0
+    prev: dict[int, str] = {}
+    for f in frames:
+        for d in f["detections"]:
+            if d["score"] >= 0.5 and prev:
+                total += 1
+                kept += prev.get(d["id"]) == d["label"]
+        prev = {d["id"]: d["label"] for d in f["detections"]}
+    assert total > 100 and kept / total >= 0.8, (kept, total)  # 93% on a nominal 20 s drive
+
+
+@pytest.mark.slow
 def test_injected_faults_raise_alerts_that_say_where(replayed):
     _, result = replayed
     alerts = result["alerts"]
