@@ -57,45 +57,47 @@ class Tracker:
         if self._last_ns is not None and stamp_ns <= self._last_ns:
             self.reset()
         self._last_ns = stamp_ns
-        shift = self._common_shift(detections)
-        predicted = [t.xy + (t.rate * (stamp_ns - t.stamp_ns) / 1e9 if t.hits >= 2 else shift) for t in self._tracks]
+        if not detections:
+            self._age(set(range(len(self._tracks))))
+            return []
+        xy = np.array([d.center_m[:2] for d in detections], dtype=np.float64)
+        labels = [d.label for d in detections]
+        same = np.array([[t.label == lab for t in self._tracks] for lab in labels], dtype=bool).reshape(len(xy), -1)
+        track_xy = np.array([t.xy for t in self._tracks], dtype=np.float64).reshape(-1, 2)
+        shift = self._common_shift(xy, track_xy, same)
+        predicted = np.array([t.xy + (t.rate * (stamp_ns - t.stamp_ns) / 1e9 if t.hits >= 2 else shift)
+                              for t in self._tracks], dtype=np.float64).reshape(-1, 2)
+        dist = np.where(same, np.linalg.norm(xy[:, None, :] - predicted[None, :, :], axis=2), np.inf)
         free = set(range(len(self._tracks)))
         ids: list[int] = [-1] * len(detections)
         for i in sorted(range(len(detections)), key=lambda k: -detections[k].score):
-            d = detections[i]
-            xy = np.array(d.center_m[:2], dtype=np.float64)
-            gate = self.gates_m.get(d.label, DEFAULT_GATE_M)
-            best, best_dist = None, gate
-            for j in free:
-                t = self._tracks[j]
-                if t.label != d.label:
-                    continue
-                dist = float(np.hypot(*(xy - predicted[j])))
-                if dist <= best_dist:
-                    best, best_dist = j, dist
-            if best is None:
-                ids[i] = self._new_track(d.label, xy, stamp_ns)
+            j = int(np.argmin(dist[i])) if dist.shape[1] else -1
+            if j < 0 or dist[i, j] > self.gates_m.get(labels[i], DEFAULT_GATE_M):
+                ids[i] = self._new_track(labels[i], xy[i], stamp_ns)
                 continue
-            free.discard(best)
-            self._match(self._tracks[best], xy, stamp_ns)
-            ids[i] = self._tracks[best].id
-        for j in free:
-            self._tracks[j].missed += 1
-        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+            dist[:, j] = np.inf  # one detection per track
+            free.discard(j)
+            self._match(self._tracks[j], xy[i], stamp_ns)
+            ids[i] = self._tracks[j].id
+        self._age(free)
         return [replace(d, track_id=ids[i]) for i, d in enumerate(detections)]
 
     # ---------------------------------------------------------------------------------------
-    def _common_shift(self, detections: list[Detection]) -> np.ndarray:
-        """Median displacement from each detection to its nearest same-class track within SHIFT_RADIUS_M."""
-        moves = []
-        for d in detections:
-            xy = np.array(d.center_m[:2], dtype=np.float64)
-            cands = [xy - t.xy for t in self._tracks if t.label == d.label and t.missed == 0]
-            if cands:
-                best = min(cands, key=lambda v: float(v @ v))
-                if float(np.hypot(*best)) <= SHIFT_RADIUS_M:
-                    moves.append(best)
-        return np.median(np.array(moves), axis=0) if moves else np.zeros(2)
+    def _age(self, unmatched: set[int]) -> None:
+        for j in unmatched:
+            self._tracks[j].missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+
+    def _common_shift(self, xy: np.ndarray, track_xy: np.ndarray, same: np.ndarray) -> np.ndarray:
+        """Median displacement from each detection to its nearest same-class live track within SHIFT_RADIUS_M."""
+        live = np.array([t.missed == 0 for t in self._tracks], dtype=bool)
+        if not live.any():
+            return np.zeros(2)
+        moves = xy[:, None, :] - track_xy[None, :, :]  # (N, T, 2)
+        d = np.where(same & live[None, :], np.linalg.norm(moves, axis=2), np.inf)
+        j = np.argmin(d, axis=1)
+        ok = d[np.arange(len(xy)), j] <= SHIFT_RADIUS_M
+        return np.median(moves[np.arange(len(xy)), j][ok], axis=0) if ok.any() else np.zeros(2)
 
     def _new_track(self, label: str, xy: np.ndarray, stamp_ns: int) -> int:
         tid = self._next_id
