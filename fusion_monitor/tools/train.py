@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--workers", type=int, default=1, help="data loader processes")
     parser.add_argument("--resume", default=None, help="checkpoint to start from")
+    parser.add_argument("--follow-data", action="store_true",
+                        help="pick up frames still being generated at every epoch (faster start; the result then "
+                             "depends on generation timing and is not bit-reproducible)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     step, t0 = 0, time.time()
     model.train()
     while step < args.steps:
-        # Frames may still be being generated while training starts: pick up new files every epoch.
-        new_files = sorted(Path(args.data).glob("w*_f*.npz"))
+        # --follow-data: frames may still be being generated while training starts; pick up new files every epoch.
+        new_files = sorted(Path(args.data).glob("w*_f*.npz")) if args.follow_data else ds.files
         if len(new_files) != len(ds.files):
             ds.files = new_files
             loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
