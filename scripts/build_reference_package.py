@@ -4,9 +4,11 @@
 
 Writes models/reference/package (the decomposed detector: outputs + LMD streams in one ONNX graph,
 verified against PyTorch by ONNX Runtime) and models/reference/package_plain (the plain detector,
-used when lmd.enabled is false).
+used when lmd.enabled is false). Both carry the checkpoint and factory, so the PyTorch backend runs
+either. After rebuilding `package`, refit the attribution baselines keyed by its ONNX hash.
 """
 
+import argparse
 from pathlib import Path
 
 from fusion_monitor.inference.export import write_package
@@ -17,6 +19,9 @@ OUT = Path(__file__).resolve().parents[1] / "models" / "reference"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description="build the shipped model packages")
+    ap.add_argument("--only", choices=("package", "package_plain"), help="build one of the two packages")
+    args = ap.parse_args()
     model, md = load_reference()
     spec = InputSpec.from_dict(md["input_spec"])
     extra = {
@@ -28,6 +33,8 @@ def main() -> None:
         "name": md.get("name", "reference detector"),
     }
     for name, decomposed in (("package", True), ("package_plain", False)):
+        if args.only and name != args.only:
+            continue
         pkg = write_package(OUT / name, model, example_inputs(spec), MODALITIES, decomposed=decomposed,
                             extra_metadata=extra, overwrite=True,
                             factory="fusion_monitor.model.build:build_model")

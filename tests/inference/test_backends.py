@@ -250,3 +250,20 @@ def test_zoo_model_parity(tmp_path, decomposed):
         with create_backend(pkg, kind) as backend:
             errors = compare_outputs(backend.run(inputs), ref)
         assert max(errors.values()) <= TOL, (kind, errors)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["package", "package_plain"])
+def test_shipped_reference_packages_agree_across_backends(name):
+    """Both shipped packages run on ONNX Runtime and on PyTorch (from their checkpoint) and agree."""
+    from pathlib import Path
+
+    from fusion_monitor.inference import load_package
+
+    pkg = load_package(Path(__file__).resolve().parents[2] / "models" / "reference" / name)
+    rng = np.random.default_rng(3)
+    inputs = {i.name: (rng.random(i.shape) if i.modality else np.ones(i.shape)).astype(np.float32)
+              for i in pkg.metadata.inputs}
+    with create_backend(pkg, "onnxruntime") as ort_b, create_backend(pkg, "pytorch") as torch_b:
+        errors = compare_outputs(ort_b.run(inputs), torch_b.run(inputs))
+    assert set(errors) == set(pkg.metadata.outputs) and max(errors.values()) <= TOL, errors
