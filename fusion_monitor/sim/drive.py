@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +51,7 @@ def ground_truth(world: World, t_s: float, range_m: float = GT_RANGE_M) -> Groun
     boxes[:, :3] = p[idx, :3]
     ego_yaw = np.arctan2(T[1, 0], T[0, 0])
     boxes[:, 6] = np.angle(np.exp(1j * (boxes[:, 6] - ego_yaw)))
-    vel = world.obj_v[idx] @ T[:2, :2]  # rotate world -> base axes
+    vel = world.object_velocity(t_s)[idx] @ T[:2, :2]  # rotate world -> base axes
     n = len(idx)
     return GroundTruth(world.obj_cls[idx], boxes, vel, idx, np.full(n, -1), np.full(n, -1))
 
@@ -64,13 +64,14 @@ def _with_counts(gt: GroundTruth, lidar_obj: np.ndarray, radar_obj: np.ndarray, 
 
 @dataclass(frozen=True)
 class SensorMessage:
-    """One sensor reading. ``data``: camera (H, W, 3) uint8 RGB; LiDAR (N, 5) float32 x y z intensity ring in the
-    LiDAR frame; radar structured array (RADAR_DTYPE) in the radar frame."""
+    """One sensor reading. ``data``: camera (H, W, 3) uint8 RGB (None when only the ``jpeg`` was kept); LiDAR
+    (N, 5) float32 x y z intensity ring in the LiDAR frame; radar structured array (RADAR_DTYPE) in the radar
+    frame."""
 
     stamp_ns: int
     sensor: str
     modality: str
-    data: np.ndarray
+    data: np.ndarray | None
     jpeg: bytes | None = None
 
 
@@ -106,7 +107,8 @@ def render_frame(world: World, t_s: float, rig: Rig | None = None, image_hw: tup
     pts, lobj = render_lidar(world, scene, T_wb @ lidar_spec.T_base_sensor, rng)
     radars, robj = {}, []
     for r in rig.of("radar"):
-        rp, ro = render_radar(world, scene, T_wb @ r.T_base_sensor, world.ego_velocity(), rng)
+        rp, ro = render_radar(world, scene, T_wb @ r.T_base_sensor, world.ego_velocity(t_s), rng,
+                              obj_vel=world.object_velocity(t_s))
         radars[r.name] = rp
         robj.append(ro)
     gt = _with_counts(ground_truth(world, t_s), lobj, np.concatenate(robj) if robj else np.zeros(0, int),
@@ -124,16 +126,17 @@ class Drive:
     rig : Rig, optional (default: the shipped nuScenes rig)
     render_hw : (H, W) camera render resolution; images are upscaled to the rig's size when
         ``upscale`` is true (nuScenes 1600x900), else delivered at render size.
+    avoid_collisions : vehicles, cyclists and the ego brake for what is ahead of them (see make_world).
     """
 
     def __init__(self, seed: int, duration_s: float = 20.0, rig: Rig | None = None,
-                 render_hw: tuple[int, int] = (144, 256), upscale: bool = True):
+                 render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = False):
         if duration_s <= 0:
             raise ValueError(f"duration_s must be > 0, got {duration_s}")
         self.seed = int(seed)
         self.duration_s = float(duration_s)
         self.rig = rig or load_rig()
-        self.world = make_world(seed, duration_s)
+        self.world = make_world(seed, duration_s, avoid_collisions=avoid_collisions)
         self.render_hw = render_hw
         self.upscale = upscale
         self.classes = CLASSES
@@ -173,10 +176,13 @@ class Drive:
         """4x4 base_link -> world at a stamp."""
         return self.world.ego_pose((stamp_ns - EPOCH_NS) * 1e-9)
 
-    def render(self, stamp_ns: int, name: str, jpeg_quality: int | None = None) -> SensorMessage:
-        """Render one message (deterministic: depends only on the seed, stamp and sensor)."""
-        from PIL import Image
+    def render(self, stamp_ns: int, name: str, jpeg_quality: int | None = None, keep_image: bool = True
+               ) -> SensorMessage:
+        """Render one message (deterministic: depends only on the seed, stamp and sensor).
 
+        ``jpeg_quality`` also JPEG-encodes a camera image; ``keep_image=False`` then leaves the decoded image out
+        (``data`` None), which is all a bag writer needs.
+        """
         H, W = self.render_hw
         t = (stamp_ns - EPOCH_NS) * 1e-9
         scene = scene_at(self.world, t)
@@ -187,18 +193,18 @@ class Drive:
             K = scale_intrinsics(s.K, W / s.width, H / s.height)
             img = render_camera(self.world, scene, T_wb @ s.T_base_sensor, K, W, H, rng)
             if self.upscale:
-                img = np.asarray(Image.fromarray(img).resize((s.width, s.height), Image.BILINEAR))
+                img = upscale_image(img, s.width, s.height)
             jpeg = None if jpeg_quality is None else encode_jpeg(img, jpeg_quality)
-            return SensorMessage(stamp_ns, name, "camera", img, jpeg)
+            return SensorMessage(stamp_ns, name, "camera", img if keep_image or jpeg is None else None, jpeg)
         if s.modality == "lidar":
             pts, _ = render_lidar(self.world, scene, T_wb @ s.T_base_sensor, rng)
             return SensorMessage(stamp_ns, name, "lidar", pts)
-        pts, _ = render_radar(self.world, scene, T_wb @ s.T_base_sensor, self.world.ego_velocity(), rng,
-                              first_id=int(stamp_ns // 1_000_000) % 30000)
+        pts, _ = render_radar(self.world, scene, T_wb @ s.T_base_sensor, self.world.ego_velocity(t), rng,
+                              first_id=int(stamp_ns // 1_000_000) % 30000, obj_vel=self.world.object_velocity(t))
         return SensorMessage(stamp_ns, name, "radar", pts)
 
-    def messages(self, workers: int = 1, jpeg_quality: int | None = None, chunk_s: float = 0.5
-                 ) -> Iterator[SensorMessage]:
+    def messages(self, workers: int = 1, jpeg_quality: int | None = None, chunk_s: float = 0.5,
+                 keep_images: bool | Collection[str] = True) -> Iterator[SensorMessage]:
         """Render and yield every message in stamp order.
 
         Parameters
@@ -206,21 +212,24 @@ class Drive:
         workers : processes rendering in parallel (the output does not depend on it).
         jpeg_quality : also JPEG-encode camera images (``SensorMessage.jpeg``) in the workers.
         chunk_s : sim-time span rendered per work item.
+        keep_images : with ``jpeg_quality``, which cameras also deliver the decoded image (True: all, False: none,
+            or a collection of camera names); images left out are never copied between processes.
         """
         events = self.schedule()
         if not events:
             return
-        chunks: list[list[tuple[int, str]]] = []
+        keep = (lambda name: True) if keep_images is True else (
+            (lambda name: False) if keep_images is False else frozenset(keep_images).__contains__)
+        chunks: list[list[tuple[int, str, bool]]] = []
         start = events[0][0]
-        for ev in events:
-            if not chunks or ev[0] - start >= chunk_s * 1e9:
+        for stamp, name in events:
+            if not chunks or stamp - start >= chunk_s * 1e9:
                 chunks.append([])
-                start = ev[0]
-            chunks[-1].append(ev)
+                start = stamp
+            chunks[-1].append((stamp, name, keep(name)))
         if workers <= 1:
             for ch in chunks:
-                for stamp, name in ch:
-                    yield self.render(stamp, name, jpeg_quality)
+                yield from _render_events(self, ch, jpeg_quality)
             return
         import multiprocessing as mp
 
@@ -228,6 +237,26 @@ class Drive:
         with ctx.Pool(workers, initializer=_init_worker, initargs=(self,)) as pool:
             for batch in pool.imap(_render_chunk, [(ch, jpeg_quality) for ch in chunks]):
                 yield from batch
+
+
+#: Upscaling a camera image (to an even height) by at least this factor is bilinear to the full width and half
+#: the height, each row then doubled (a third of the cost of bilinear at full size; the render holds no finer detail).
+_ROW_DOUBLING_FACTOR = 4.0
+
+
+def upscale_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(h, w, 3) uint8 -> (height, width, 3) uint8, bilinear (rows doubled for large factors, see
+    _ROW_DOUBLING_FACTOR)."""
+    from PIL import Image
+
+    pil = Image.fromarray(img)
+    if height % 2 or height < _ROW_DOUBLING_FACTOR * img.shape[0]:
+        return np.asarray(pil.resize((width, height), Image.BILINEAR))
+    half = np.asarray(pil.resize((width, height // 2), Image.BILINEAR))
+    out = np.empty((height // 2, 2, width, 3), np.uint8)
+    out[:, 0] = half
+    out[:, 1] = half
+    return out.reshape(height, width, 3)
 
 
 _WORKER_DRIVE: Drive | None = None
@@ -238,18 +267,24 @@ def _init_worker(drive: Drive) -> None:
     _WORKER_DRIVE = drive
 
 
+def _render_events(drive: Drive, events: list[tuple[int, str, bool]], jpeg_quality: int | None
+                   ) -> list[SensorMessage]:
+    return [drive.render(stamp, name, jpeg_quality, keep) for stamp, name, keep in events]
+
+
 def _render_chunk(arg) -> list[SensorMessage]:
     events, jpeg_quality = arg
-    return [_WORKER_DRIVE.render(stamp, name, jpeg_quality) for stamp, name in events]
+    return _render_events(_WORKER_DRIVE, events, jpeg_quality)
 
 
 def simulate_drive(seed: int, duration_s: float = 20.0, rig: Rig | None = None,
-                   render_hw: tuple[int, int] = (144, 256), upscale: bool = True) -> Drive:
+                   render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = False
+                   ) -> Drive:
     """A deterministic synthetic drive; iterate ``drive.messages()`` for time-ordered SensorMessages.
 
     Same seed -> identical messages. Stamps are ``EPOCH_NS`` + sim time in ns.
     """
-    return Drive(seed, duration_s, rig, render_hw, upscale)
+    return Drive(seed, duration_s, rig, render_hw, upscale, avoid_collisions)
 
 
 __all__ = ["EPOCH_NS", "RADAR_DTYPE", "Drive", "Frame", "GroundTruth", "SensorMessage", "ground_truth",

@@ -57,6 +57,34 @@ def camera_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
     return d
 
 
+# Corner pairs of the 12 box edges (box_corners order: corner i has bit 4 / 2 / 1 set for -x / -y / -z).
+_EDGES = np.array([(i, i | b) for b in (1, 2, 4) for i in range(8) if not i & b])
+#: Near plane (m) boxes are clipped at before projecting; below the depth of any hit the cast reports
+#: (t > 1e-3 m along a ray of a camera with less than 160 deg field of view).
+_NEAR_M = 1e-4
+
+
+def _clipped_pixel_bounds(cc: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pixel bounds (u_min, u_max, v_min, v_max) of the part of each box in front of the camera.
+
+    ``cc`` (B, 8, 3) box corners in the camera frame (z forward). The box is clipped at the plane
+    z = _NEAR_M: its projection lies within the projected corners in front of that plane and the
+    points where its edges cross it, so these bounds contain every pixel whose ray can hit it.
+    """
+    p0, p1 = cc[:, _EDGES[:, 0]], cc[:, _EDGES[:, 1]]
+    z0, z1 = p0[..., 2], p1[..., 2]
+    crosses = (z0 - _NEAR_M) * (z1 - _NEAR_M) < 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(crosses, (_NEAR_M - z0) / (z1 - z0), 0.0)
+    pts = np.concatenate([cc, p0 + f[..., None] * (p1 - p0)], 1)
+    ok = np.concatenate([cc[..., 2] >= _NEAR_M, crosses], 1)
+    z = np.maximum(pts[..., 2], _NEAR_M)
+    u = K[0, 0] * pts[..., 0] / z + K[0, 2]
+    v = K[1, 1] * pts[..., 1] / z + K[1, 2]
+    return (np.where(ok, u, np.inf).min(1), np.where(ok, u, -np.inf).max(1),
+            np.where(ok, v, np.inf).min(1), np.where(ok, v, -np.inf).max(1))
+
+
 def render_camera(world: World, scene: SceneBoxes, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Render one RGB image (height, width, 3) uint8 for a camera at ``T_world_cam`` with intrinsics K."""
@@ -74,23 +102,68 @@ def render_camera(world: World, scene: SceneBoxes, T_world_cam: np.ndarray, K: n
     zc = np.maximum(depth[idx], 1e-3)
     u = K[0, 0] * cc[idx, :, 0] / zc + K[0, 2]
     v = K[1, 1] * cc[idx, :, 1] / zc + K[1, 2]
-    straddle = depth[idx].min(1) <= 0.1
-    u0 = np.floor(np.maximum(u.min(1), 0)).astype(int)
-    u1 = np.ceil(np.minimum(u.max(1), width - 1)).astype(int)
-    v0 = np.floor(np.maximum(v.min(1), 0)).astype(int)
-    v1 = np.ceil(np.minimum(v.max(1), height - 1)).astype(int)
-    visible = straddle | ((u0 <= u1) & (v0 <= v1))
+    umin, umax, vmin, vmax = u.min(1), u.max(1), v.min(1), v.max(1)
+    straddle = np.flatnonzero(depth[idx].min(1) <= 0.1)
+    if len(straddle):  # boxes reaching behind the camera: bound the part in front of it, one pixel wider
+        bounds = _clipped_pixel_bounds(cc[idx[straddle]], K)
+        umin[straddle], umax[straddle] = bounds[0] - 1, bounds[1] + 1
+        vmin[straddle], vmax[straddle] = bounds[2] - 1, bounds[3] + 1
+    u0 = np.floor(np.maximum(umin, 0)).astype(int)
+    u1 = np.ceil(np.minimum(umax, width - 1)).astype(int)
+    v0 = np.floor(np.maximum(vmin, 0)).astype(int)
+    v1 = np.ceil(np.minimum(vmax, height - 1)).astype(int)
+    visible = (u0 <= u1) & (v0 <= v1)
     pix_index = np.arange(width * height).reshape(height, width)
     subsets, boxes = [], []
     for k in np.flatnonzero(visible):
         boxes.append(idx[k])
-        subsets.append(slice(None) if straddle[k] else pix_index[v0[k]:v1[k] + 1, u0[k]:u1[k] + 1].ravel())
+        subsets.append(pix_index[v0[k]:v1[k] + 1, u0[k]:u1[k] + 1].ravel())
     sub_scene = scene.subset(np.array(boxes, dtype=np.int64))
     hits = cast(origin, dirs, sub_scene.boxes, subsets, max_range_m=400.0)
     rgb = shade(world, sub_scene, hits, dirs)
-    rgb = rgb * world.brightness
-    rgb = rgb + rng.normal(0, 0.012, rgb.shape).astype(np.float32)
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3)
+    rgb *= world.brightness
+    rgb += rng.normal(0, 0.012, rgb.shape).astype(np.float32)
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 255
+    rgb += 0.5
+    return rgb.astype(np.uint8).reshape(height, width, 3)
+
+
+_DARK = np.array([0.06, 0.06, 0.07], np.float32)
+_GLASS = np.array([0.12, 0.16, 0.22], np.float32)
+
+
+def _paint_objects(col: np.ndarray, scene: SceneBoxes, b: np.ndarray, loc: np.ndarray, ax: np.ndarray,
+                  mat: np.ndarray) -> None:
+    """Details of the road users' surfaces, in place on ``col`` (per hit: box index ``b`` into ``scene``, box-frame
+    point, face axis, material); each class only touches (and looks up) its own hits."""
+    for m in (0, 1, 2, 3):
+        k = np.flatnonzero(mat == m)
+        if not len(k):
+            continue
+        lk, sk, a = loc[k], scene.boxes[b[k], 3:6], ax[k]
+        h = (lk[:, 2] + sk[:, 2] / 2) / sk[:, 2]  # 0 at the bottom, 1 at the top
+        x = (lk[:, 0] + sk[:, 0] / 2) / sk[:, 0]  # 0 at the rear, 1 at the front
+        if m == 0:  # cars: dark underbody and wheels, windows band, red tail lights, pale headlights
+            col[k[h < 0.25]] = _DARK
+            col[k[(h > 0.62) & (a != 2)]] = _GLASS
+            band = (a == 0) & (h > 0.42) & (h < 0.55)
+            side = np.abs(lk[:, 1]) / np.maximum(sk[:, 1] / 2, 1e-3) > 0.6
+            col[k[band & (x < 0.5) & side]] = np.array([0.85, 0.05, 0.05], np.float32)
+            col[k[band & (x > 0.5) & side]] = np.array([0.95, 0.95, 0.8], np.float32)
+        elif m == 1:  # trucks: cab at the front in the primary colour, cargo box in the secondary one
+            cargo = x < 0.72
+            col[k[cargo]] = scene.colour[b[k[cargo]], 1]
+            col[k[h < 0.2]] = _DARK
+            col[k[~cargo & (h > 0.6) & (a != 2)]] = _GLASS
+        elif m == 2:  # pedestrians: trousers, shirt, head
+            legs = k[h < 0.48]
+            col[legs] = scene.colour[b[legs], 1] * 0.5
+            col[k[h > 0.86]] = np.array([0.55, 0.4, 0.3], np.float32)
+        else:  # cyclists: bicycle (dark frame, see-through wheels as grey), rider above, helmet
+            col[k[h < 0.42]] = np.array([0.2, 0.2, 0.22], np.float32)
+            col[k[(h < 0.4) & ((x < 0.3) | (x > 0.7)) & (a != 0)]] = np.array([0.05, 0.05, 0.05], np.float32)
+            col[k[h > 0.88]] = np.array([0.9, 0.9, 0.1], np.float32)
 
 
 def shade(world: World, scene: SceneBoxes, hits, dirs: np.ndarray) -> np.ndarray:
@@ -128,59 +201,25 @@ def shade(world: World, scene: SceneBoxes, hits, dirs: np.ndarray) -> np.ndarray
     if len(bi):
         b = hits.index[bi]
         mat = scene.material[b]
-        prim = scene.colour[b, 0]
-        sec = scene.colour[b, 1]
-        size = scene.boxes[b, 3:6]
+        col = scene.colour[b, 0]
         loc = hits.local[bi]
-        hf = (loc[:, 2] + size[:, 2] / 2) / size[:, 2]  # 0 at the bottom, 1 at the top
-        xf = (loc[:, 0] + size[:, 0] / 2) / size[:, 0]  # 0 at the rear, 1 at the front
         ax = hits.axis[bi]
-        col = prim.copy()
-        dark = np.array([0.06, 0.06, 0.07], np.float32)
-        glass = np.array([0.12, 0.16, 0.22], np.float32)
-        # Cars: dark underbody and wheels, windows band, red tail lights, pale headlights.
-        car = mat == 0
-        col[car & (hf < 0.25)] = dark
-        col[car & (hf > 0.62) & (ax != 2)] = glass
-        rear = car & (ax == 0) & (xf < 0.5) & (hf > 0.42) & (hf < 0.55)
-        yfrac = np.abs(loc[:, 1]) / np.maximum(size[:, 1] / 2, 1e-3)
-        col[rear & (yfrac > 0.6)] = np.array([0.85, 0.05, 0.05], np.float32)
-        front = car & (ax == 0) & (xf > 0.5) & (hf > 0.42) & (hf < 0.55) & (yfrac > 0.6)
-        col[front] = np.array([0.95, 0.95, 0.8], np.float32)
-        # Trucks: cab at the front in the primary colour, cargo box in the secondary one.
-        truck = mat == 1
-        cargo = truck & (xf < 0.72)
-        col[cargo] = sec[cargo]
-        col[truck & (hf < 0.2)] = dark
-        col[truck & ~cargo & (hf > 0.6) & (ax != 2)] = glass
-        # Pedestrians: trousers, shirt, head.
-        ped = mat == 2
-        col[ped & (hf < 0.48)] = sec[ped & (hf < 0.48)] * 0.5
-        col[ped & (hf > 0.86)] = np.array([0.55, 0.4, 0.3], np.float32)
-        # Cyclists: bicycle (dark frame, see-through wheels as grey), rider above.
-        cyc = mat == 3
-        col[cyc & (hf < 0.42)] = np.array([0.2, 0.2, 0.22], np.float32)
-        wheel = cyc & (hf < 0.4) & ((xf < 0.3) | (xf > 0.7)) & (ax != 0)
-        col[wheel] = np.array([0.05, 0.05, 0.05], np.float32)
-        col[cyc & (hf > 0.88)] = np.array([0.9, 0.9, 0.1], np.float32)  # helmet
+        _paint_objects(col, scene, b, loc, ax, mat)
         # Buildings: window grid.
         bld = mat == MAT_BUILDING
         if bld.any():
             along = np.where(ax == 0, loc[:, 1], loc[:, 0])
-            zabs = loc[:, 2] + size[:, 2] / 2
+            zabs = loc[:, 2] + scene.boxes[b, 5] / 2
             win = bld & (ax != 2) & (np.mod(along, 3.0) < 1.6) & (np.mod(zabs, 3.2) > 1.2) & (zabs > 1.0)
-            col[win] = glass * 1.3
-        pole = mat == MAT_POLE
-        col[pole] = np.array([0.4, 0.4, 0.42], np.float32)
+            col[win] = _GLASS * 1.3
+        col[mat == MAT_POLE] = np.array([0.4, 0.4, 0.42], np.float32)
         nrm = hits.normal[bi]
         lam = np.clip(nrm @ world.sun, 0, 1)
         col = col * (0.45 + 0.55 * lam[:, None])
         rgb[bi] = col
     # Haze with distance.
-    hit = np.isfinite(hits.t)
-    fog = 1.0 - np.exp(-hits.t[hit] / 350.0)
-    rgb[hit] = rgb[hit] * (1 - fog[:, None]) + _SKY_HORIZON * fog[:, None]
-    return rgb
+    fog = (1.0 - np.exp(-hits.t / 350.0))[:, None]  # 1 for the sky (t = inf), which keeps its colour
+    return np.where(np.isfinite(hits.t)[:, None], rgb * (1 - fog) + _SKY_HORIZON * fog, rgb)
 
 
 # ------------------------------------------------------------------------------------------ LiDAR
@@ -197,6 +236,14 @@ def lidar_rays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _LIDAR_RAYS = lidar_rays()
+
+
+def _over_footprint(boxes: np.ndarray, origin: np.ndarray, margin_m: float) -> np.ndarray:
+    """(B,) whether ``origin`` (xy) lies within ``margin_m`` of each box's footprint."""
+    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
+    dx, dy = origin[0] - boxes[:, 0], origin[1] - boxes[:, 1]
+    return ((np.abs(c * dx + s * dy) <= boxes[:, 3] / 2 + margin_m)
+            & (np.abs(-s * dx + c * dy) <= boxes[:, 4] / 2 + margin_m))
 
 
 def render_lidar(world: World, scene: SceneBoxes, T_world_lidar: np.ndarray, rng: np.random.Generator
@@ -217,7 +264,9 @@ def render_lidar(world: World, scene: SceneBoxes, T_world_lidar: np.ndarray, rng
     ang = np.arctan2(cl[..., 1], cl[..., 0])
     base = np.arctan2(cl[..., 1].mean(1), cl[..., 0].mean(1))
     dang = np.angle(np.exp(1j * (ang - base[:, None])))
-    inside = (np.abs(dang).max(1) > 1.5)  # origin inside or very close: test every ray
+    # Origin over the footprint (or the span near half a turn): test every ray. Otherwise the footprint is a
+    # convex polygon beside the origin, and the azimuths of its corners bound those of all its points.
+    inside = _over_footprint(scene.boxes[idx], origin, 0.1) | (np.abs(dang).max(1) > 2.5)
     step = 2 * np.pi / LIDAR_AZIMUTH_STEPS
     subsets = []
     n_rays = len(dirs)
@@ -271,13 +320,15 @@ _N_POINTS = {0: (1, 3), 1: (2, 5), 2: (1, 1), 3: (1, 2)}
 
 
 def render_radar(world: World, scene: SceneBoxes, T_world_radar: np.ndarray, ego_vel_xy: np.ndarray,
-                 rng: np.random.Generator, first_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, first_id: int = 0, obj_vel: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """One ARS408-like sweep: structured array of RADAR_DTYPE in the radar frame (z = 0, 2D radar), plus the
     world object index per point (-1 for static returns and ghosts).
 
     Moving objects give a few points on their radar-facing surface with radial Doppler velocity (raw: relative
     to the ego; ``*_comp``: ego motion removed), static structure gives stationary clutter, and multipath ghosts
-    appear at random places with random velocities.
+    appear at random places with random velocities. ``obj_vel``: the objects' world velocities at this instant
+    (default ``world.obj_v``).
     """
     R = T_world_radar[:3, :3]
     origin = T_world_radar[:3, 3]
@@ -287,7 +338,7 @@ def render_radar(world: World, scene: SceneBoxes, T_world_radar: np.ndarray, ego
     az = np.degrees(np.arctan2(lr[:, 1], lr[:, 0]))
     in_fov = (np.abs(az) < RADAR_FOV_DEG) & (rng_m < RADAR_MAX_RANGE_M) & (rng_m > 1.0)
     pts_xy, rcs, vabs, obj, dyn = [], [], [], [], []
-    obj_vel = world.obj_v
+    obj_vel = world.obj_v if obj_vel is None else obj_vel
     for b in np.flatnonzero(in_fov & (scene.obj_index >= 0)):
         c = int(scene.material[b])
         p = _DET_PROB[c] * (1.0 - 0.5 * rng_m[b] / RADAR_MAX_RANGE_M)

@@ -6,9 +6,11 @@ World frame: x along the road, y to the left, z up, ground at z = 0. The road is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from fusion_monitor.sim.traffic import TRAFFIC_DT_S, interpolate, parked_in_ego_lane, traffic_lags
 
 #: Detection classes the simulator produces (index = class id).
 CLASSES = ("car", "truck", "pedestrian", "cyclist")
@@ -62,6 +64,10 @@ class World:
     sun : (3,) float32 — unit vector towards the sun
     brightness : float — global illumination factor
     lidar_quality : float — 1 = clear air; lower drops more far returns
+    obj_lag, ego_lag : (K+1, N) and (K+1,) metres each object / the ego has fallen behind its free motion at
+        t = k * traffic_dt (collision avoidance, fusion_monitor.sim.traffic); None: free motion
+    ego_keeps_lane : the ego drives along the road axis (x) whatever its small heading offset ``ego_yaw``;
+        otherwise along its heading (and drifts across the road on long drives)
     """
 
     static_boxes: np.ndarray
@@ -81,28 +87,55 @@ class World:
     brightness: float
     lidar_quality: float
     seed: int
+    obj_lag: np.ndarray | None = None
+    ego_lag: np.ndarray | None = None
+    traffic_dt: float = TRAFFIC_DT_S
+    ego_keeps_lane: bool = False
+
+    def _ego_direction(self) -> np.ndarray:
+        """Unit vector the ego moves along (world xy)."""
+        if self.ego_keeps_lane:
+            return np.array([1.0, 0.0])
+        return np.array([np.cos(self.ego_yaw), np.sin(self.ego_yaw)])
 
     def ego_pose(self, t_s: float) -> np.ndarray:
         """4x4 transform base_link -> world at time ``t_s`` (seconds since the drive start)."""
         c, s = np.cos(self.ego_yaw), np.sin(self.ego_yaw)
         T = np.eye(4)
         T[:2, :2] = [[c, -s], [s, c]]
-        T[:2, 3] = self.ego_p0 + self.ego_v * t_s * np.array([c, s])
+        if self.ego_lag is None:
+            T[:2, 3] = self.ego_p0 + self.ego_v * t_s * self._ego_direction()
+        else:
+            lag = interpolate(self.ego_lag, self.traffic_dt, t_s)[0]
+            T[:2, 3] = self.ego_p0 + (self.ego_v * t_s - lag) * self._ego_direction()
         return T
 
-    def ego_velocity(self) -> np.ndarray:
-        """Ego world velocity (2,) in m/s."""
-        return self.ego_v * np.array([np.cos(self.ego_yaw), np.sin(self.ego_yaw)])
+    def ego_velocity(self, t_s: float | None = None) -> np.ndarray:
+        """Ego world velocity (2,) in m/s (at ``t_s`` when the ego brakes for traffic)."""
+        speed = self.ego_v
+        if self.ego_lag is not None and t_s is not None:
+            speed = speed - float(interpolate(self.ego_lag, self.traffic_dt, t_s)[1])
+        return speed * self._ego_direction()
 
     def object_boxes(self, t_s: float) -> np.ndarray:
         """(N, 7) world boxes of the moving objects at time ``t_s``."""
         n = len(self.obj_cls)
         boxes = np.empty((n, 7))
         boxes[:, :2] = self.obj_p0 + self.obj_v * t_s
+        if self.obj_lag is not None:  # followers move along x; zero lag leaves the free position as it is
+            boxes[:, 0] -= np.sign(self.obj_v[:, 0]) * interpolate(self.obj_lag, self.traffic_dt, t_s)[0]
         boxes[:, 2] = self.obj_size[:, 2] / 2
         boxes[:, 3:6] = self.obj_size
         boxes[:, 6] = self.obj_yaw
         return boxes
+
+    def object_velocity(self, t_s: float) -> np.ndarray:
+        """(N, 2) world velocities of the moving objects at time ``t_s`` (m/s)."""
+        if self.obj_lag is None:
+            return self.obj_v
+        v = self.obj_v.copy()
+        v[:, 0] -= np.sign(v[:, 0]) * interpolate(self.obj_lag, self.traffic_dt, t_s)[1]
+        return v
 
 
 def _uniform(rng: np.random.Generator, lo_hi, n: int) -> np.ndarray:
@@ -122,7 +155,8 @@ def _spawn_line(rng, x_lo, x_hi, gap_lo, gap_hi):
     return np.array(xs)
 
 
-def make_world(seed: int, duration_s: float = 20.0, density: float | None = None) -> World:
+def make_world(seed: int, duration_s: float = 20.0, density: float | None = None, avoid_collisions: bool = False
+               ) -> World:
     """Generate a deterministic street scene.
 
     Parameters
@@ -133,6 +167,10 @@ def make_world(seed: int, duration_s: float = 20.0, density: float | None = None
         How long the ego drives; the scene is made long enough for it.
     density : float, optional
         Traffic density multiplier (default: drawn from the seed in [0.5, 1.5]).
+    avoid_collisions : bool
+        Vehicles, cyclists and the ego brake for what is ahead of them instead of driving through it
+        (fusion_monitor.sim.traffic); the ego keeps its lane; parked cars in the ego's lane are left out. The
+        rest of the scene is the one drawn from the seed either way.
     """
     if duration_s <= 0 or not np.isfinite(duration_s):
         raise ValueError(f"duration_s must be a positive number, got {duration_s!r}")
@@ -239,7 +277,7 @@ def make_world(seed: int, duration_s: float = 20.0, density: float | None = None
     az = rng.uniform(0, 2 * np.pi)
     el = rng.uniform(0.3, 1.2)
     sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], np.float32)
-    return World(
+    world = World(
         static_boxes=np.array(sb, float),
         static_material=np.array(sm, np.int64),
         static_colour=np.array(sc, np.float32),
@@ -258,3 +296,14 @@ def make_world(seed: int, duration_s: float = 20.0, density: float | None = None
         lidar_quality=float(rng.uniform(0.6, 1.0)),
         seed=int(seed),
     )
+    if not avoid_collisions:
+        return world
+    blocked = parked_in_ego_lane(world.obj_cls, world.obj_size, world.obj_p0, world.obj_v, world.obj_yaw,
+                                 world.ego_p0)
+    if blocked.any():  # after every draw, so the rest of the scene stays as drawn
+        keep = ~blocked
+        world = replace(world, obj_cls=obj_cls[keep], obj_size=obj_size[keep], obj_p0=obj_p0[keep],
+                        obj_v=obj_v[keep], obj_yaw=obj_yaw[keep], obj_colour=colour[keep], obj_reflect=reflect[keep])
+    obj_lag, ego_lag = traffic_lags(world.obj_cls, world.obj_size, world.obj_p0, world.obj_v, world.obj_yaw,
+                                    world.ego_p0, world.ego_v, world.ego_yaw, duration_s, ego_direction=(1.0, 0.0))
+    return replace(world, obj_lag=obj_lag, ego_lag=ego_lag, ego_keeps_lane=True)

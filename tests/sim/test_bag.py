@@ -18,12 +18,15 @@ def test_bag_round_trip(tmp_path, storage):
     with AnyReader([path]) as reader:
         topics = {c.topic: c for c in reader.connections}
         assert "/tf_static" in topics and "/LIDAR_TOP" in topics and "/RADAR_BACK_LEFT" in topics
+        assert topics["/clock"].msgtype == "rosgraph_msgs/msg/Clock"
         assert topics["/CAM_FRONT/image_rect_compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
         seen = {}
         for conn, stamp, raw in reader.messages():
             msg = reader.deserialize(raw, conn.msgtype)
             seen.setdefault(conn.topic, msg)
-            if conn.topic != "/tf_static":
+            if conn.topic == "/clock":
+                assert msg.clock.sec * 1_000_000_000 + msg.clock.nanosec == stamp
+            elif conn.topic != "/tf_static":
                 assert msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec == stamp
     tf = seen["/tf_static"]
     assert {t.child_frame_id for t in tf.transforms} == set(drive.rig.sensors)
