@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     reader = _open_bag(args.bag)
     with reader:
         conns = [c for c in reader.connections if args.topics is None or c.topic in args.topics]
+        if args.clock and any(c.topic == "/clock" for c in conns):
+            # one /clock publisher: ours follows --rate and pauses; the recorded one would fight it
+            print("fusion-monitor play: --clock: the bag's own /clock is not replayed", file=sys.stderr)
+            conns = [c for c in conns if c.topic != "/clock"]
         if not conns:
             print(f"fusion-monitor play: no matching topics in {args.bag}", file=sys.stderr)
             return 2

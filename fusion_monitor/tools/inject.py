@@ -27,8 +27,11 @@ SENSOR_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/Image", "sen
 
 def load_fault_spec(spec: str) -> list | dict:
     """A fault spec from a YAML/JSON file or inline YAML text."""
-    p = Path(spec)
-    text = p.read_text() if p.is_file() else spec
+    try:
+        is_file = "\n" not in spec and Path(spec).is_file()
+    except (OSError, ValueError):  # inline text too long (or odd) for a path
+        is_file = False
+    text = Path(spec).read_text() if is_file else spec
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -57,7 +57,8 @@ def _jpeg(seed: int, w: int = 64, h: int = 36) -> bytes:
 
 def write_rig_bag(path: Path, seconds: float = 4.0, *, malformed: tuple[tuple[str, float], ...] = (),
                   lidar_points: int = 2000, storage: str = "sqlite3",
-                  camera_info_fx: float | None = None) -> dict[str, list[int]]:
+                  camera_info_fx: float | None = None, recorded_clock_offset_s: float | None = None
+                  ) -> dict[str, list[int]]:
     """Write the bag; return topic -> header stamps (ns) actually written (well-formed ones)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -108,6 +109,12 @@ def write_rig_bag(path: Path, seconds: float = 4.0, *, malformed: tuple[tuple[st
                                    rng.uniform(-5, 20, (60, 1)), rng.normal(0, 2, (60, 2))])
             return _cloud(ts, rad, stamp, ("x", "y", "z", "rcs", "vx_comp", "vy_comp"), pts, truncate=broken)
         sched(f"/{rad}", 13.0, radar_msg, "sensor_msgs/msg/PointCloud2", phase=0.007 * (i + 1))
+
+    if recorded_clock_offset_s is not None:  # a recorded /clock at 10 Hz, offset from the stamps
+        def clock(stamp, k, broken):
+            sec, nsec = divmod(stamp + int(recorded_clock_offset_s * 1e9), 1_000_000_000)
+            return ts.types["rosgraph_msgs/msg/Clock"](clock=ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec))
+        sched("/clock", 10.0, clock, "rosgraph_msgs/msg/Clock")
 
     events.sort(key=lambda e: e[0])
     with Writer(path, version=9, storage_plugin=plugin) as w:

@@ -58,6 +58,29 @@ def test_play_publishes_raw_cdr_and_clock(tmp_path, listener, ros_ctx, storage):
 
 
 @pytest.mark.ros
+def test_play_clock_replaces_a_recorded_clock(tmp_path, listener, ros_ctx):
+    """--clock on a bag that recorded /clock (as simulated drives do): one /clock, ours, in bag time."""
+    from rosgraph_msgs.msg import Clock
+
+    from fusion_monitor.ros.qos import CLOCK_QOS
+
+    bag = tmp_path / "bag"
+    write_rig_bag(bag, 1.0, lidar_points=100, recorded_clock_offset_s=-1000.0)  # a recorded clock far in the past
+    listener.subscribe(Clock, "/clock", CLOCK_QOS)
+    player = start(play_cmd(bag, "--clock", "--wait-for", "/clock"), ros_ctx)
+    try:
+        code = player.wait(timeout=60)
+        _, err = player.communicate()
+    finally:
+        stop(player)
+    assert code == 0, err
+    assert "bag's own /clock is not replayed" in err
+    listener.wait_for(lambda: listener.get("/clock"), 20, "/clock")
+    clock = [c.clock.sec * 10**9 + c.clock.nanosec for c in listener.get("/clock")]
+    assert min(clock) >= T0_NS  # never the recorded (offset) clock
+
+
+@pytest.mark.ros
 def test_play_loop_until_sigint(tmp_path, listener, ros_ctx):
     from sensor_msgs.msg import PointCloud2
 

@@ -62,3 +62,10 @@ def test_bad_spec_fails_before_writing(sim_bag, tmp_path, spec, match):
     with pytest.raises(FaultSpecError, match=match):
         inject_bag(sim_bag, out, spec)
     assert not out.exists()
+
+
+def test_long_inline_fault_spec_is_read_as_yaml_not_a_path():
+    from fusion_monitor.tools.inject import load_fault_spec
+
+    spec = "- {fault: camera_blackout, sensor: CAM_FRONT, start_s: 1, end_s: 2, severity: 3, note: " + "x" * 5000 + "}"
+    assert load_fault_spec(spec)[0]["fault"] == "camera_blackout"  # longer than any file name: no OSError
