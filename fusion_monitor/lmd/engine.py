@@ -185,6 +185,9 @@ class DecomposedModel(nn.Module):
                 self._mod_index[n] = analysis.mod_index[next(iter(d))]
         floats = [leaf.dtype for leaf in self.signature.tensor_leaves if leaf.dtype.is_floating_point]
         self._dtype = floats[0] if floats else torch.get_default_dtype()
+        self._split_convs = self._find_split_convs()
+        self._absorbed = {cat for cat, _dim in self._split_convs.values()}
+        self._lift_cats = self._find_lift_cats()
         self._fold_into = analysis.mod_index[compat.fold_bias_into] if compat.fold_bias_into else None
         self._final_bias = self._find_final_biases() if compat.final_bias_to_all_streams else {}
         self.eval()
@@ -408,6 +411,7 @@ class DecomposedModel(nn.Module):
                 lifted[src] = v
             return v
 
+        absorbed = self._absorbed
         steps = self._schedule(mode, frozen)
         for kind, node in steps:
             if kind == _PLAIN:
@@ -449,8 +453,19 @@ class DecomposedModel(nn.Module):
                 if trace is not None and torch.is_tensor(Y):
                     trace[node.name] = lay.streams(Y)
                 continue
+            if node in self._absorbed and trace is None:  # concat consumed part by part by its conv
+                continue
+            cat = self._lift_cats.get(node)
+            if cat is not None:  # a fusion-point concat: concatenate once, then lift (one pass)
+                parts = [(int(t.meta["val"].shape[cat]), self._mod_index.get(t)) for t in node.args[0]]
+                Y = lay.lift_parts(torch.cat([plain[t] for t in node.args[0]], cat), parts, cat)
+                streams[node] = Y
+                if trace is not None:
+                    trace[node.name] = lay.streams(Y)
+                continue
             rule: Rule = plan.rule
-            args = _fill(plan, lambda s, r: stream_of(s) if r in (STREAM, STREAM_STATE) else (plain[s] if r is PARAM else None))
+            args = _fill(plan, lambda s, r: stream_of(s) if r in (STREAM, STREAM_STATE) and s not in absorbed
+                         else (plain[s] if r is PARAM else None))
             shift = None
             if plan.fold_bn is not None:
                 bn = plan.fold_bn
@@ -474,7 +489,10 @@ class DecomposedModel(nn.Module):
                     )
                     st = tuple(rule.state(Call(node, node.target, sargs, lay, (), plan.roles, compat, node.meta.get("val"))))
             try:
-                Y = rule.apply(Call(node, node.target, args, lay, st, plan.roles, compat, node.meta.get("val")))
+                if node in self._split_convs:
+                    Y = self._split_conv(node, args, lay, plain, streams)
+                else:
+                    Y = rule.apply(Call(node, node.target, args, lay, st, plan.roles, compat, node.meta.get("val")))
             except Exception as e:
                 from .graph import where
 
@@ -514,6 +532,100 @@ class DecomposedModel(nn.Module):
                 outs.append(v)
                 sts.append(public.lift(v, self._mod_index.get(o)) if torch.is_tensor(v) and v.is_floating_point() else v)
         return outs, sts
+
+    def _find_split_convs(self) -> dict:
+        """Plain convs (groups 1) whose input is a channel concat used by nothing else: conv node ->
+        (concat node, dim). conv(cat([a, b]), W) = conv(a, W_a) + conv(b, W_b), so the concat of the
+        stacked streams is never built, and a pre-fusion part (one modality, or none) is convolved
+        once and lifted afterwards instead of being convolved on all S streams."""
+        from .graph import _is_plain_conv
+        from .rules import Affine, PerStream, bind
+
+        an = self._an
+        outputs = {o for o in self._cap.outputs if isinstance(o, Node)}
+        out = {}
+        for n in an.need_stream:
+            plan = an.plans[n]
+            if type(plan.rule) is not Affine or plan.unsupported or not _is_plain_conv(n):
+                continue
+            args = bind(n.target, n.args, n.kwargs)
+            cat = args.get("input")
+            if int(args.get("groups", 1)) != 1 or not isinstance(cat, Node) or cat.target is not torch.ops.aten.cat.default:
+                continue
+            if cat in outputs or len(cat.users) != 1 or cat not in an.fused or not isinstance(an.plans[cat].rule, PerStream):
+                continue  # (a concat with a rule of the user's choosing keeps it)
+            ts = cat.args[0]
+            rank = cat.meta["val"].dim()
+            dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+            if int(dim) % rank != 1 or rank != n.meta["val"].dim():
+                continue
+            if not all(isinstance(t, Node) and torch.is_tensor(t.meta.get("val")) and t.meta["val"].dim() == rank for t in ts):
+                continue
+            out[n] = (cat, 1)
+        return out
+
+    def _split_conv(self, node, args: dict, lay, plain: dict, streams: dict):
+        """The conv of a channel concat, part by part (see :meth:`_find_split_convs`). Decomposed
+        parts are convolved on their stacked streams (folded into the batch axis, summed there so
+        backends can accumulate into the conv), pre-fusion parts once, then lifted together."""
+        from .rules import _fold, _unfold, invoke
+
+        cat, _dim = self._split_convs[node]
+        W, b = args["weight"], args.get("bias")
+        S, fused = lay.S, self._an.fused
+        total = None
+        groups: dict = {}  # modality index (or None) -> sum of the convs of its pre-fusion parts
+        if lay.bias_broadcast and all(t in fused for t in cat.args[0]):
+            b_in, b = b, None  # the bias goes to every slot: the first conv adds it
+        else:
+            b_in = None
+        off = 0
+        for t in cat.args[0]:
+            n = int(t.meta["val"].shape[1])
+            w = W.narrow(1, off, n)
+            off += n
+            if t in fused:
+                y = invoke(node.target, {**args, "input": _fold(streams[t]), "weight": w, "bias": b_in})
+                b_in = None
+                total = y if total is None else total + y
+            else:
+                y = invoke(node.target, {**args, "input": plain[t], "weight": w, "bias": None})
+                m = self._mod_index.get(t)
+                groups[m] = y if m not in groups else groups[m] + y
+        bshape = [-1] + [1] * (W.dim() - 2)
+        if b is not None and groups:  # the conv bias is a constant: the bias stream's part
+            like = next(iter(groups.values()))
+            groups[None] = groups[None] + b.reshape(bshape) if None in groups else b.reshape(bshape).expand_as(like)
+            b = None
+        Y = None if total is None else _unfold(total, S)
+        if groups:
+            lifted = lay.lift_sum(list(groups.values()), list(groups.keys()))
+            Y = lifted if Y is None else Y + lifted
+        if b is not None:
+            Y = lay.add_bias(Y, b.reshape(bshape))
+        return Y
+
+    def _find_lift_cats(self) -> dict:
+        """Concats after the fusion point whose inputs are all pre-fusion (a fusion point such as
+        ``cat([camera_feat, radar_feat])``): node -> cat dim. They are computed as one plain concat
+        lifted by a 0/1 table instead of lifting every input and concatenating the stacks."""
+        from .rules import PerStream
+
+        an = self._an
+        out = {}
+        for n in an.need_stream:
+            plan = an.plans[n]
+            if n.target is not torch.ops.aten.cat.default or not isinstance(plan.rule, PerStream) or plan.fold_bn:
+                continue
+            ts = n.args[0]
+            metas = [t.meta.get("val") if isinstance(t, Node) else None for t in ts]
+            if not all(isinstance(t, Node) and t not in an.fused for t in ts):
+                continue
+            if not all(torch.is_tensor(m) and m.is_floating_point() and m.dim() == metas[0].dim() >= 1 for m in metas):
+                continue
+            dim = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)
+            out[n] = int(dim) % metas[0].dim()
+        return out
 
     def _find_final_biases(self) -> dict:
         """Outputs produced directly by a conv/linear with a bias: output node -> (bias node, rank)."""

@@ -66,6 +66,27 @@ class _Layout:
             value = value.to(c.dtype)
         return c * value.unsqueeze(0)
 
+    def lift_parts(self, value: Tensor, parts: list[tuple[int, int | None]], dim: int) -> Tensor:
+        """Stack a tensor made of consecutive parts along ``dim``, each of one modality (index) or of
+        none: ``parts`` lists (size along dim, modality). Equal to lifting each part and
+        concatenating, in one multiplication by a 0/1 coefficient table (exact)."""
+        cols = [torch.tensor(self._lift_coef(m), dtype=value.dtype, device=value.device).unsqueeze(1).expand(self.S, n)
+                for n, m in parts]
+        c = torch.cat(cols, 1)
+        d = dim % value.dim()
+        c = c.reshape([self.S] + [1] * d + [value.shape[d]] + [1] * (value.dim() - d - 1))
+        return c * value.unsqueeze(0)
+
+    def lift_sum(self, values: list[Tensor], modalities: list[int | None]) -> Tensor:
+        """``sum_i lift(values[i], modalities[i])`` for tensors of one shape, as one (S x P) @ (P x n)
+        product with a 0/1 matrix (every stream sums only its own terms; the zeros add exactly 0)."""
+        if len(values) == 1:
+            return self.lift(values[0], modalities[0])
+        v0 = values[0]
+        c = torch.tensor([self._lift_coef(m) for m in modalities], dtype=v0.dtype, device=v0.device).t()
+        flat = torch.stack(values, 0).reshape(len(values), -1)
+        return torch.matmul(c, flat).reshape([self.S] + list(v0.shape))
+
     def bias_term(self, t: Tensor, like: Tensor) -> Tensor:
         """The stacked tensor that adds ``t`` to the bias stream only (broadcastable to ``like``)."""
         return self._coef(self._bias_coef(), like, like.dim() - 1) * t.to(like.dtype)
@@ -133,10 +154,12 @@ class ComplementLayout(_Layout):
         return X[0]
 
     def streams(self, X: Tensor) -> Tensor:
-        F, U = X[0], X[1:]
-        mods = F.unsqueeze(0) - U
-        bias = U.sum(0) - (self.M - 1) * F
-        return torch.cat([mods, bias.unsqueeze(0)], 0)
+        # h_m = F - u_m, h_b = sum_m u_m - (M - 1) F: one (S x S) @ (S x n) product with an integer
+        # matrix (one pass over the streams instead of a subtraction, a sum and a concat)
+        M = self.M
+        rows = [[1.0] + [-1.0 if j == m else 0.0 for j in range(M)] for m in range(M)] + [[1.0 - M] + [1.0] * M]
+        A = torch.tensor(rows, dtype=X.dtype, device=X.device)
+        return torch.matmul(A, X.reshape(self.S, -1)).reshape(X.shape)
 
     def from_streams(self, H: Tensor) -> Tensor:
         F = H.sum(0, keepdim=True)

@@ -187,7 +187,8 @@ def _build_default() -> RuleRegistry:
     reg = RuleRegistry()
     # -- pass-through (per stream) ----------------------------------------------------------
     _ps(reg, [_op(n) for n in ("clone", "alias", "detach", "lift_fresh_copy", "contiguous", "neg", "tril", "triu",
-                               "mul.Scalar", "div.Scalar", "pixel_shuffle", "pixel_unshuffle", "positive")], how="direct")
+                               "mul.Scalar", "div.Scalar", "pixel_unshuffle", "positive")], how="direct")
+    _ps(reg, [_op("pixel_shuffle")], how="pixel_shuffle")
     _ps(reg, [_op("_to_copy")], how="to_copy", label="dtype/device")
     _ps(reg, [_op("t")], how="t")
     _ps(reg, [_op("pad"), _op("constant_pad_nd")], how="pad", label="pad (value to bias)")
