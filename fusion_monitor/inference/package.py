@@ -113,6 +113,18 @@ class PackageMetadata:
     format_version: int = FORMAT_VERSION
 
     @property
+    def attribution_sha256(self) -> str:
+        """What a package's attribution depends on: the source model's weights (``source.model_sha256``),
+        the stream names and the LMD rule choices, hashed. An equivalent re-export (a faster graph, another
+        opset) keeps it, so calibrations fitted on the model (attribution baselines) stay valid; without a
+        source hash it is the ONNX file's sha256."""
+        model_sha = self.source.get("model_sha256")
+        if not model_sha:
+            return self.onnx_sha256
+        ident = {"model_sha256": model_sha, "stream_names": list(self.stream_names), "lmd": self.lmd}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         """Output names in graph order."""
         return tuple(o.name for o in self.output_specs)

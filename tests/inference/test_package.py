@@ -173,3 +173,18 @@ def test_export_does_not_mutate_the_model(tmp_path, tiny_inputs):
     assert model.training
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_attribution_identity_survives_an_equivalent_re_export_only(decomposed_package):
+    """Baselines are keyed by what attribution depends on (weights, streams, LMD rules), not the graph file."""
+    from dataclasses import replace
+
+    md = decomposed_package.metadata
+    assert md.source.get("model_sha256") and md.attribution_sha256 != md.onnx_sha256
+    re_export = replace(md, onnx_sha256="0" * 64, exporter={**md.exporter, "opset": 99})
+    assert re_export.attribution_sha256 == md.attribution_sha256
+    retrained = replace(md, source={**md.source, "model_sha256": "f" * 64})
+    other_rule = replace(md, lmd={**md.lmd, "bn_rule": "uniform"})
+    assert len({md.attribution_sha256, retrained.attribution_sha256, other_rule.attribution_sha256}) == 3
+    unknown_source = replace(md, source={})
+    assert unknown_source.attribution_sha256 == md.onnx_sha256  # nothing better to go on: the graph file
