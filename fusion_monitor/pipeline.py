@@ -67,6 +67,7 @@ class PipelineConfig:
     model_package: str = ""
     backend: str = "auto"
     num_threads: int = 0
+    thread_spinning: bool = False
     score_threshold: float = 0.3
     lmd_enabled: bool = True
     trigger_sensor: str = ""
@@ -78,7 +79,8 @@ class PipelineConfig:
 
     _NAMES = {
         "node_name": "node_name", "rig.profile": "rig_profile", "model.package": "model_package",
-        "model.backend": "backend", "model.num_threads": "num_threads", "model.score_threshold": "score_threshold",
+        "model.backend": "backend", "model.num_threads": "num_threads",
+        "model.thread_spinning": "thread_spinning", "model.score_threshold": "score_threshold",
         "lmd.enabled": "lmd_enabled", "trigger.sensor": "trigger_sensor", "trigger.rate_hz": "trigger_rate_hz",
         "sync.max_camera_age_ms": "max_camera_age_ms", "sync.max_radar_age_ms": "max_radar_age_ms",
         "sync.max_lidar_age_ms": "max_lidar_age_ms",
@@ -153,9 +155,10 @@ class Pipeline:
         self.package_path = path
         try:
             self.package = load_package(path)
-            self.backend = backend or create_backend(
-                self.package, _backend_kind(self.config.backend),
-                **({"intra_op_threads": self.config.num_threads} if self.config.num_threads else {}))
+            options = {"spinning": bool(self.config.thread_spinning)}
+            if self.config.num_threads:
+                options["intra_op_threads"] = self.config.num_threads
+            self.backend = backend or create_backend(self.package, _backend_kind(self.config.backend), **options)
         except (InferenceError, OSError, ValueError) as e:
             raise ModelLoadError(path, str(e)) from None
         meta = self.package.metadata
@@ -189,7 +192,7 @@ class Pipeline:
         from fusion_monitor.health.attribution import model_identity
 
         self.health_config = HealthConfig.from_dict(self.config.health) if self.config.health else HealthConfig()
-        self.model_id = model_identity(self.package_path.name, self.package.metadata.onnx_sha256)
+        self.model_id = model_identity(self.package_path.name, self.package.metadata.attribution_sha256)
         # a baseline file (health.attribution.baseline_file) from another model or sensor set is refused here
         self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
                                     model_id=self.model_id)

@@ -10,13 +10,25 @@ confirmed detections, ``bev.<m>`` = BEV share. A :class:`Baseline` (fit on nomin
 Checks per modality:
 
 - ``contribution``: the windowed mean share is below ``min_share`` while the modality's sensors
-  deliver (modality collapse, ERROR), or more than ``z_warn`` baseline std from the baseline mean (WARN);
-- ``drift``: two-sided CUSUM on the standardised per-frame share (slow drift). With reference k and
-  decision interval h (std units), Siegmund's approximation gives the in-control average run length
-  of one side ARL0 = (exp(2kb) - 2kb - 1) / (2k^2), b = h + 1.166, and half of it two-sided
-  (:func:`cusum_arl0`); defaults k = 0.5, h = 8 give about 9,600 frames (16 min at 10 Hz) per false
-  alarm **for independent frames**. Shares of consecutive frames are correlated, which shortens
-  it; fit the baseline on several drives and raise h if the nominal replay alarms;
+  deliver although the modality normally contributes (modality collapse, ERROR), or more than ``z_warn``
+  baseline std from the baseline mean (WARN). "Normally contributes" comes from the baseline (a detector
+  that barely uses its camera is nominal at 1 %); without one, from the modality's own share over its
+  first ``collapse_warmup`` live frames, so only a modality that contributed and stopped is called
+  collapsed;
+- ``drift``: two-sided CUSUM on standardised *block means* (slow drift). Shares of consecutive frames
+  are strongly correlated (the same objects in view), so a CUSUM on single frames false-alarms far
+  more often than its formula says. The checker averages ``drift_block`` frames (1 s at the 20 Hz
+  LiDAR trigger) and standardises the block mean with the baseline's *block* std, measured by
+  :func:`fit_baseline` on the nominal drives' own block means (so it holds the autocorrelation and
+  the drive-to-drive spread). With reference k and decision interval h (block-std units),
+  Siegmund's approximation gives the in-control average run length of one side
+  ARL0 = (exp(2kb) - 2kb - 1) / (2k^2), b = h + 1.166, and half of it two-sided (:func:`cusum_arl0`);
+  defaults k = 1, h = 8 give about 2.3e7 blocks per false alarm and CUSUM for independent blocks with
+  the fitted std. That nominal figure is optimistic: scenes differ from each other by about one block
+  std, more than four calibration drives show (k = 0.5 alarmed within a minute of a nominal drive, and
+  h = 5 on 3 of 5 nominal drives outside the calibration set), so fit the baseline on many drives.
+  The expected delay for a sustained shift of d block stds is about (h + 1.166) / (d - k) blocks
+  (5 s for d = 3);
 - ``contradiction``: the fraction of confirmed detections on which the modality's share is below
   ``contradiction_share`` (a sensor arguing against what the others confirm).
 """
@@ -37,7 +49,9 @@ from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks per modality, in order.
 ATTRIBUTION_CHECKS = ("contribution", "drift", "contradiction")
-BASELINE_FORMAT = 1
+BASELINE_FORMAT = 2
+#: Formats :meth:`Baseline.from_dict` reads (1: no block std; it is then derived as std / sqrt(block)).
+READABLE_FORMATS = (1, 2)
 
 
 class BaselineMismatch(ValueError):
@@ -48,10 +62,12 @@ def frame_statistics(detection_shares: Sequence[Mapping[str, float]], modalities
                      scores: Sequence[float] | None = None, bev_shares: Mapping[str, float] | None = None,
                      min_score: float = 0.0) -> dict[str, float]:
     """One frame's share statistics: ``det.<m>`` (mean share over detections with score >= min_score; nan when
-    none) and ``bev.<m>`` (nan when not given)."""
+    none) and ``bev.<m>`` (nan when not given, or when every BEV share is 0: an empty heat map)."""
     if scores is not None and len(scores) != len(detection_shares):
         raise ValueError(f"{len(scores)} scores for {len(detection_shares)} detections")
     keep = [d for i, d in enumerate(detection_shares) if scores is None or scores[i] >= min_score]
+    if bev_shares is not None and not any(float(v) for v in bev_shares.values()):
+        bev_shares = None  # nothing in the BEV above the heat threshold: no evidence, not a zero share
     out = {}
     for m in modalities:
         vals = [float(d.get(m, 0.0)) for d in keep]
@@ -77,6 +93,11 @@ class Baseline:
         Frames the fit used.
     source : str
         Free text: which drives it was fit on.
+    block_std : dict[str, float]
+        Per statistic key, the std of ``block_frames``-frame block means over the nominal drives (the drift
+        check's unit; floored like ``std``). Empty for a format-1 file: derived as std / sqrt(block_frames).
+    block_frames : int
+        Frames per block the block std was measured with.
     """
 
     model_id: str
@@ -86,6 +107,15 @@ class Baseline:
     std: dict[str, float]
     n_frames: int
     source: str = ""
+    block_std: dict[str, float] = field(default_factory=dict)
+    block_frames: int = 20
+
+    def block_sd(self, key: str, block_frames: int) -> float:
+        """The std of a ``block_frames``-frame block mean of ``key`` (measured when the fit used that block length;
+        else scaled from the measured one, or from the frame std, as for independent frames)."""
+        if key in self.block_std:
+            return self.block_std[key] * math.sqrt(self.block_frames / block_frames)
+        return self.std[key] / math.sqrt(block_frames)
 
     def check_compatible(self, model_id: str, sensors: Iterable[str]) -> None:
         """Raise :class:`BaselineMismatch` unless model id and sensor set match."""
@@ -100,7 +130,8 @@ class Baseline:
     def to_dict(self) -> dict:
         return {"format": BASELINE_FORMAT, "model_id": self.model_id, "sensors": list(self.sensors),
                 "modalities": list(self.modalities), "n_frames": int(self.n_frames), "source": self.source,
-                "mean": {k: float(v) for k, v in self.mean.items()}, "std": {k: float(v) for k, v in self.std.items()}}
+                "mean": {k: float(v) for k, v in self.mean.items()}, "std": {k: float(v) for k, v in self.std.items()},
+                "block_frames": int(self.block_frames), "block_std": {k: float(v) for k, v in self.block_std.items()}}
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """YAML text (also written to ``path`` when given)."""
@@ -113,8 +144,8 @@ class Baseline:
     def from_dict(cls, d: Mapping) -> Baseline:
         if not isinstance(d, Mapping):
             raise ValueError(f"baseline must be a mapping, got {type(d).__name__}")
-        if d.get("format") != BASELINE_FORMAT:
-            raise ValueError(f"baseline format {d.get('format')!r} is not {BASELINE_FORMAT}")
+        if d.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"baseline format {d.get('format')!r} is not one of {READABLE_FORMATS}")
         for k in ("model_id", "sensors", "modalities", "mean", "std", "n_frames"):
             if k not in d:
                 raise ValueError(f"baseline lacks '{k}'")
@@ -122,11 +153,18 @@ class Baseline:
         std = {str(k): float(v) for k, v in d["std"].items()}
         if set(mean) != set(std):
             raise ValueError(f"baseline mean keys {sorted(mean)} != std keys {sorted(std)}")
-        bad = [k for k, v in std.items() if not (v > 0)]
+        block_std = {str(k): float(v) for k, v in (d.get("block_std") or {}).items()}
+        bad = [k for k, v in {**std, **block_std}.items() if not (v > 0)]
         if bad:
             raise ValueError(f"baseline std must be > 0 for {bad}")
+        if set(block_std) - set(mean):
+            raise ValueError(f"baseline block_std keys {sorted(set(block_std) - set(mean))} have no mean")
+        block_frames = int(d.get("block_frames", 20))
+        if block_frames < 1:
+            raise ValueError(f"baseline block_frames {block_frames} must be >= 1")
         return cls(str(d["model_id"]), tuple(sorted(str(s) for s in d["sensors"])),
-                   tuple(str(m) for m in d["modalities"]), mean, std, int(d["n_frames"]), str(d.get("source", "")))
+                   tuple(str(m) for m in d["modalities"]), mean, std, int(d["n_frames"]), str(d.get("source", "")),
+                   block_std, block_frames)
 
     @classmethod
     def from_yaml(cls, text_or_path: str | Path) -> Baseline:
@@ -140,7 +178,8 @@ class Baseline:
 
 
 def model_identity(package_name: str, onnx_sha256: str) -> str:
-    """The model id a baseline is tied to: package folder name + the first 16 hex digits of the graph's sha256."""
+    """The model id a baseline is tied to: package folder name + the first 16 hex digits of a sha256 (the
+    package's ``attribution_sha256``: weights, streams and LMD rules; or the graph file's)."""
     if not onnx_sha256:
         raise ValueError(f"model package {package_name!r} has no onnx_sha256: cannot identify it for a baseline")
     return f"{package_name}@{onnx_sha256[:16]}"
@@ -173,32 +212,57 @@ def load_baseline(path: str | Path, sensors: Iterable[str], model_id: str | None
 
 
 def fit_baseline(frames: Iterable[Mapping[str, float]], model_id: str, sensors: Iterable[str],
-                 modalities: Sequence[str], min_std: float = 0.02, min_frames: int = 20, source: str = "") -> Baseline:
+                 modalities: Sequence[str], min_std: float = 0.02, min_frames: int = 20, source: str = "",
+                 block_frames: int = 20, drive_ids: Sequence[int] | None = None, min_block_std: float = 0.005
+                 ) -> Baseline:
     """Fit a baseline from nominal frames' statistics (:func:`frame_statistics` outputs).
 
     Keys whose values are nan in every frame are left out. ``min_std`` floors the std (a
-    modality that never varies must not make every tiny change an alarm).
+    modality that never varies must not make every tiny change an alarm). The block std is the std
+    of the means of consecutive ``block_frames``-frame blocks (frames without a value skipped; blocks
+    never span two drives: ``drive_ids`` gives each frame's drive), floored by ``min_block_std``;
+    with fewer than 5 blocks it is left out (then derived as for independent frames).
 
     Raises
     ------
     ValueError
-        Fewer than ``min_frames`` frames with a finite value for some kept key.
+        Fewer than ``min_frames`` frames with a finite value for some kept key, or ``drive_ids`` of
+        another length than ``frames``.
     """
     rows = list(frames)
-    mean, std = {}, {}
+    ids = list(drive_ids) if drive_ids is not None else [0] * len(rows)
+    if len(ids) != len(rows):
+        raise ValueError(f"{len(ids)} drive ids for {len(rows)} frames")
+    mean, std, block_std = {}, {}, {}
     keys = sorted({k for r in rows for k in r})
     for k in keys:
-        v = np.array([float(r.get(k, float("nan"))) for r in rows])
-        v = v[np.isfinite(v)]
+        vals = np.array([float(r.get(k, float("nan"))) for r in rows])
+        ok = np.isfinite(vals)
+        v = vals[ok]
         if v.size == 0:
             continue
         if v.size < min_frames:
             raise ValueError(f"baseline key {k}: only {v.size} frames with a value, need >= {min_frames}")
         mean[k] = float(v.mean())
         std[k] = max(float(v.std(ddof=1)), float(min_std))
+        blocks = _block_means(vals[ok], np.asarray(ids)[ok], block_frames)
+        if blocks.size >= 5:
+            block_std[k] = max(float(np.sqrt(np.mean((blocks - mean[k]) ** 2))), float(min_block_std))
     if not mean:
         raise ValueError("no frame has any share statistic")
-    return Baseline(model_id, tuple(sorted(sensors)), tuple(modalities), mean, std, len(rows), source)
+    return Baseline(model_id, tuple(sorted(sensors)), tuple(modalities), mean, std, len(rows), source, block_std,
+                    int(block_frames))
+
+
+def _block_means(values: np.ndarray, drive_ids: np.ndarray, block: int) -> np.ndarray:
+    """Means of consecutive ``block``-value blocks within each drive (a drive's incomplete last block dropped)."""
+    out = []
+    for d in dict.fromkeys(drive_ids.tolist()):
+        v = values[drive_ids == d]
+        n = v.size // block
+        if n:
+            out.append(v[: n * block].reshape(n, block).mean(axis=1))
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def cusum_arl0(k: float, h: float, two_sided: bool = True) -> float:
@@ -237,6 +301,9 @@ class _ModState:
     confirmed: deque = field(default_factory=deque)
     contradicted: deque = field(default_factory=deque)
     cusum: dict = field(default_factory=dict)
+    block: dict = field(default_factory=dict)  # kind -> values of the block being filled
+    drift: dict = field(default_factory=dict)  # kind -> (direction, statistic) of the last alarming block
+    own: list = field(default_factory=list)  # windowed shares of the first live frames (reference without baseline)
 
 
 class AttributionChecker:
@@ -247,7 +314,8 @@ class AttributionChecker:
     modalities : sequence of str
     config : AttributionCheckConfig
     baseline : Baseline or None
-        Without one, only the absolute collapse and contradiction rules run.
+        Without one, collapse is judged against the modality's own first frames, the contradiction
+        rule is absolute, and drift is not judged.
     """
 
     def __init__(self, modalities: Sequence[str], config: AttributionCheckConfig | None = None,
@@ -261,7 +329,8 @@ class AttributionChecker:
     def reset(self) -> None:
         n = self.config.window
         self._st = {m: _ModState(deque(maxlen=n), deque(maxlen=n), deque(maxlen=n), deque(maxlen=n),
-                                 {kind: Cusum(self.config.cusum_k, self.config.cusum_h) for kind in ("det", "bev")})
+                                 {kind: Cusum(self.config.cusum_k, self.config.cusum_h) for kind in ("det", "bev")},
+                                 {"det": [], "bev": []}, {})
                     for m in self.modalities}
 
     def update(self, detection_shares: Sequence[Mapping[str, float]], scores: Sequence[float] | None = None,
@@ -286,7 +355,10 @@ class AttributionChecker:
             s.confirmed.append(len(conf))
             s.contradicted.append(sum(1 for d in conf if float(d.get(m, 0.0)) < c.contradiction_share))
             is_live = True if live is None else bool(live.get(m, True))
-            out[m] = {"contribution": self._contribution(m, s, is_live), "drift": self._drift(m, s, stats, is_live),
+            contribution = self._contribution(m, s, is_live)
+            contribution.values.update(frame_det_share=fmt(stats[f"det.{m}"], 4),
+                                       frame_bev_share=fmt(stats[f"bev.{m}"], 4))
+            out[m] = {"contribution": contribution, "drift": self._drift(m, s, stats, is_live),
                       "contradiction": self._contradiction(m, s)}
         return out
 
@@ -295,6 +367,18 @@ class AttributionChecker:
         if b is None or key not in b.mean:
             return None
         return b.mean[key], b.std[key]
+
+    def _normally_contributes(self, m: str, s: _ModState, kind: str, share: float) -> tuple[bool, str]:
+        """Whether modality ``m`` normally contributes at least 2 x min_share, and the reference saying so."""
+        c = self.config
+        base = self._base(f"{kind}.{m}")
+        if base is not None:
+            return base[0] >= 2 * c.min_share, f" (baseline {base[0]:.0%})"
+        if len(s.own) < c.collapse_warmup:
+            s.own.append(share)
+            return False, ""
+        ref = float(np.mean(s.own))
+        return ref >= 2 * c.min_share, f" (its first {len(s.own)} frames: {ref:.0%})"
 
     def _contribution(self, m: str, s: _ModState, live: bool) -> CheckResult:
         c = self.config
@@ -308,9 +392,8 @@ class AttributionChecker:
             v.update(baseline_mean=fmt(base[0]), baseline_std=fmt(base[1]))
         if not live:
             return CheckResult(Level.OK, f"{m} masked (no data): contribution not judged", v)
-        normally_contributes = base is None or base[0] >= 2 * c.min_share
-        if share < c.min_share and normally_contributes:
-            ref = f" (baseline {base[0]:.0%})" if base is not None else ""
+        normally, ref = self._normally_contributes(m, s, kind, share)
+        if share < c.min_share and normally:
             return CheckResult(Level.ERROR, f"modality collapse: {m} delivers data but contributes {share:.1%} of the "
                                f"{'detections' if kind == 'det' else 'BEV'}{ref}", v)
         if base is not None:
@@ -323,25 +406,33 @@ class AttributionChecker:
 
     def _drift(self, m: str, s: _ModState, stats: Mapping[str, float], live: bool) -> CheckResult:
         c = self.config
-        v = {"bound": f"S <= {c.cusum_h:g} (k={c.cusum_k:g}, ARL0 ~ {cusum_arl0(c.cusum_k, c.cusum_h):.0f} frames)"}
+        v = {"bound": f"S <= {c.cusum_h:g} (k={c.cusum_k:g}, blocks of {c.drift_block} frames, ARL0 ~ "
+             f"{cusum_arl0(c.cusum_k, c.cusum_h):.0f} blocks)"}
         if self.baseline is None:
             return CheckResult(Level.OK, "no baseline: drift not judged", {**v, "value": "nan"})
-        alarms = []
         for kind in ("det", "bev"):
-            base = self._base(f"{kind}.{m}")
-            x = stats[f"{kind}.{m}"]
-            cs = s.cusum[kind]
-            if base is None or not live:
+            key = f"{kind}.{m}"
+            x = stats[key]
+            if key not in self.baseline.mean or not live:
                 continue
-            if cs.update((x - base[0]) / base[1] if math.isfinite(x) else float("nan")):
-                alarms.append((kind, "up" if cs.hi > cs.lo else "down", max(cs.hi, cs.lo)))
-            v[f"cusum_{kind}"] = fmt(max(cs.hi, cs.lo))
-        v["value"] = fmt(max((s.cusum[k].hi for k in s.cusum), default=0.0))
-        if alarms:
-            kind, direction, stat = alarms[0]
-            base = self._base(f"{kind}.{m}")
+            if math.isfinite(x):
+                s.block[kind].append(x)
+            if len(s.block[kind]) >= c.drift_block:
+                z = (float(np.mean(s.block[kind])) - self.baseline.mean[key]) / self.baseline.block_sd(key,
+                                                                                                     c.drift_block)
+                s.block[kind].clear()
+                cs = s.cusum[kind]
+                if cs.update(z):
+                    s.drift[kind] = ("up" if cs.hi > cs.lo else "down", max(cs.hi, cs.lo))
+                else:
+                    s.drift.pop(kind, None)
+            v[f"cusum_{kind}"] = fmt(max(s.cusum[kind].hi, s.cusum[kind].lo))
+        v["value"] = fmt(max((max(cs.hi, cs.lo) for cs in s.cusum.values()), default=0.0))
+        if s.drift:
+            kind, (direction, stat) = next(iter(s.drift.items()))
+            mean = self.baseline.mean[f"{kind}.{m}"]
             return CheckResult(Level.WARN, f"{m} {'detection' if kind == 'det' else 'BEV'} share drifted {direction} "
-                               f"from baseline {base[0]:.0%} (CUSUM {stat:.1f} > {c.cusum_h:g})", {**v, "value": fmt(stat)})
+                               f"from baseline {mean:.0%} (CUSUM {stat:.1f} > {c.cusum_h:g})", {**v, "value": fmt(stat)})
         return CheckResult(Level.OK, f"{m} share within baseline", v)
 
     def _contradiction(self, m: str, s: _ModState) -> CheckResult:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fusion_monitor.health.config import CameraCheckConfig
+from fusion_monitor.health.crossmodal import CameraContext
 from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks a :class:`CameraChecker` reports, in order.
@@ -67,6 +69,11 @@ class ImageStats:
         Variance of the Laplacian of luma.
     cell_mean, cell_std, cell_sharpness : np.ndarray
         (rows, cols) per grid cell.
+    edge_x, edge_y, edge_iso : float
+        Edge profile: energy of the second derivative along x / along y / of the Laplacian on the image, divided
+        by the same on the image averaged 2x2 (:func:`scale_ratios`). It measures how *sharp* the edges are, not how
+        many there are: a view with fewer edges (open field, sky) keeps it, blur lowers it (motion blur along
+        its direction), fine-grained sensor noise raises it.
     """
 
     mean: float
@@ -77,6 +84,24 @@ class ImageStats:
     cell_mean: np.ndarray
     cell_std: np.ndarray
     cell_sharpness: np.ndarray
+    edge_x: float = float("nan")
+    edge_y: float = float("nan")
+    edge_iso: float = float("nan")
+
+
+def scale_ratios(y: np.ndarray) -> tuple[float, float, float]:
+    """(x, y, isotropic) fine-to-coarse energy ratios of a luma image: var of the second derivative along x, along
+    y and of the Laplacian, each divided by the same on the 2x2-averaged image (nan on a flat image)."""
+    h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
+    y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    def energies(a: np.ndarray) -> tuple[float, float, float]:
+        dxx = a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2]
+        dyy = a[2:] - 2 * a[1:-1] + a[:-2]
+        return float(dxx.var()), float(dyy.var()), float(laplacian(a).var())
+
+    fine, coarse = energies(y), energies(y2)
+    return tuple(f / c if c > 1e-12 else float("nan") for f, c in zip(fine, coarse))  # type: ignore[return-value]
 
 
 def image_stats(y: np.ndarray, rows: int = 4, cols: int = 4) -> ImageStats:
@@ -86,10 +111,12 @@ def image_stats(y: np.ndarray, rows: int = 4, cols: int = 4) -> ImageStats:
     lap = laplacian(y)
     g = _grid(y, rows, cols)
     gl = _grid(lap, rows, cols)
+    ex, ey, ei = scale_ratios(y)
     return ImageStats(
         mean=float(y.mean()), std=float(y.std()),
         sat_hi=float(np.count_nonzero(y >= 0.98)) / y.size, sat_lo=float(np.count_nonzero(y <= 0.02)) / y.size,
         sharpness=float(lap.var()), cell_mean=g.mean(axis=2), cell_std=g.std(axis=2), cell_sharpness=gl.var(axis=2),
+        edge_x=ex, edge_y=ey, edge_iso=ei,
     )
 
 
@@ -123,6 +150,21 @@ class CameraChecker:
     sharpness ratio is far below the ratio of the sharper cells, so a global blur or fog is
     reported by ``blur``/``contrast`` and not as occlusion.
 
+    Real cameras (and the simulator's flat-shaded scenes) see uniform sky, asphalt and truck sides;
+    single-image statistics call those blocked, dark or flat. Four rules keep them apart from faults:
+
+    - relative rules need two signs of the fault: blur = less detail *and* soft edges (the edge
+      profile, :func:`scale_ratios`), noise = more detail *and* a finer grain, haze = a brighter dark
+      channel *and* less detail *and* less contrast, low contrast = low *and* a drop against the
+      camera's own baseline;
+    - a cell is blocked only when it stays soft in the same place for ``occlusion_persist_count``
+      of ``occlusion_persist_frames`` frames (dirt stays on the lens while the view moves; a plain
+      patch of facade or road passes);
+    - the LiDAR context (:class:`fusion_monitor.health.crossmodal.CameraContext`) explains cells and
+      views a near object fills (not judged), and says where there is structure to see (a sharpness
+      loss counts only there; a brightening toward open sky needs a washed-out image);
+    - baselines do not learn from a view filled by a near object.
+
     Parameters
     ----------
     sensor : str
@@ -135,26 +177,48 @@ class CameraChecker:
         self.config = config or CameraCheckConfig()
         self._prev: np.ndarray | None = None
         self.frozen_frames = 0
-        self._cell_ref: np.ndarray | None = None
+        self._cell_ref: np.ndarray | None = None  # per-cell running mean of log10 sharpness
         self._frames = 0
         self.last_stats: ImageStats | None = None
         self._base_mean: float | None = None
         self._base_sharp: float | None = None
         self._base_dark: float | None = None
+        self._base_std: float | None = None
+        self._base_edge: np.ndarray | None = None  # (edge_x, edge_y, edge_iso)
+        self._cell_hist: deque[np.ndarray] = deque(maxlen=self.config.occlusion_persist_frames)
 
     def reset(self) -> None:
         """Forget the previous frame and the running baselines (after a time jump)."""
         self._base_mean = None
         self._base_sharp = None
         self._base_dark = None
+        self._base_std = None
+        self._base_edge = None
         self._prev = None
         self.frozen_frames = 0
         self._cell_ref = None
         self._frames = 0
+        self._cell_hist.clear()
 
-    def update(self, image: np.ndarray) -> dict[str, CheckResult]:
-        """Run every camera check on one (H, W, 3) uint8 RGB image; returns check name -> result."""
+    def update(self, image: np.ndarray, context: CameraContext | None = None) -> dict[str, CheckResult]:
+        """Run every camera check on one (H, W, 3) uint8 RGB image; returns check name -> result.
+
+        ``context`` (:func:`fusion_monitor.health.crossmodal.camera_context`, from the latest LiDAR sweep)
+        marks the image columns a near object fills -- not judged for occlusion; when they reach
+        ``near_view_fraction`` of the image the whole-image texture checks are not judged either -- and the
+        cells the LiDAR covers (only those are judged by the sharpness-loss rule). Without it every cell is
+        judged and no column is explained.
+        """
         c = self.config
+        grid = (c.grid_rows, c.grid_cols)
+        near = np.zeros(c.grid_cols, bool) if context is None else np.asarray(context.near_columns, bool)
+        covered = np.ones(grid, bool) if context is None else np.asarray(context.covered, bool)
+        explained = np.zeros(grid, bool) if context is None else context.explained()
+        if near.shape != (c.grid_cols,) or covered.shape != grid or explained.shape != grid:
+            raise ValueError(f"camera context grid {covered.shape} does not match the check grid "
+                             f"({c.grid_rows}, {c.grid_cols})")
+        filled = bool(near.any()) and float(near.mean()) >= c.near_view_fraction
+        open_view = context is not None and float(covered.mean()) < c.open_view_fraction
         h_px, w_px = np.asarray(image).shape[:2]
         # small images: a finer stride, so every grid cell keeps at least 3x3 samples and the sampled image stays
         # at least min_sample_width wide (the pipeline checks images decoded near model resolution, 200x112 for
@@ -170,29 +234,58 @@ class CameraChecker:
                                  w_px // (c.occlusion_min_cell_samples * c.grid_cols)))
         if cell_stride != stride:
             fine = image_stats(luma(image, cell_stride), c.grid_rows, c.grid_cols)
-            st = ImageStats(st.mean, st.std, st.sat_hi, st.sat_lo, st.sharpness, fine.cell_mean, fine.cell_std,
-                            fine.cell_sharpness)
+            st = replace(st, cell_mean=fine.cell_mean, cell_std=fine.cell_std, cell_sharpness=fine.cell_sharpness)
         self.last_stats = st
         ready = self._frames >= c.baseline_warmup_frames and self._base_mean is not None
         dark = dark_channel(image, 2 * stride)
-        out = {"exposure": self._exposure(st, ready), "contrast": self._contrast(st), "blur": self._blur(st, ready),
-               "noise": self._noise(st, ready), "visibility": self._visibility(st, dark, ready),
-               "frozen": self._frozen(y, st)}
+        out = {"exposure": self._exposure(st, ready, filled, open_view), "contrast": self._contrast(st, ready),
+               "blur": self._blur(st, ready), "noise": self._noise(st, ready),
+               "visibility": self._visibility(st, dark, ready), "frozen": self._frozen(y, st)}
+        if filled:
+            out = self._near_view(out, st, near)
         global_checks = ("exposure", "contrast", "blur", "noise", "visibility")
         global_bad = [k for k in global_checks if out[k].level != Level.OK]
-        out["occlusion"] = self._occlusion(st, w_px, h_px, global_bad)
-        if self._base_mean is None:
-            self._base_mean, self._base_sharp, self._base_dark = st.mean, st.sharpness, dark
-        else:
-            a = (c.baseline_alpha if ready else 0.5) if not global_bad else c.baseline_alpha_degraded
-            self._base_mean = (1 - a) * self._base_mean + a * st.mean
-            self._base_sharp = (1 - a) * self._base_sharp + a * st.sharpness
-            self._base_dark = (1 - a) * self._base_dark + a * dark
+        out["occlusion"] = self._occlusion(st, w_px, h_px, global_bad, explained, covered)
+        if not filled:  # a view filled by a near object is the scene, not the camera: the baselines do not learn it
+            self._learn(st, dark, 1.0 if self._base_mean is None else
+                        (c.baseline_alpha if ready else 0.5) if not global_bad else c.baseline_alpha_degraded)
         self._prev = y
         self._frames += 1
         return out
 
-    def _exposure(self, st: ImageStats, ready: bool) -> CheckResult:
+    def _learn(self, st: ImageStats, dark: float, a: float) -> None:
+        """EMA step of the running baselines with weight ``a`` (1: start from this frame)."""
+        def ema(old, new):
+            return new if old is None or a >= 1.0 else (1 - a) * old + a * new
+
+        edge = np.array([st.edge_x, st.edge_y, st.edge_iso])
+        if self._base_edge is not None:
+            edge = np.where(np.isfinite(edge), edge, self._base_edge)
+        self._base_mean = ema(self._base_mean, st.mean)
+        self._base_sharp = ema(self._base_sharp, st.sharpness)
+        self._base_dark = ema(self._base_dark, dark)
+        self._base_std = ema(self._base_std, st.std)
+        self._base_edge = ema(self._base_edge, edge)
+
+    def _edge_ratios(self) -> np.ndarray:
+        """(x, y, iso) edge-profile ratios of the last image to the baseline (nan before one)."""
+        st = self.last_stats
+        if st is None or self._base_edge is None:
+            return np.full(3, np.nan)
+        return np.array([st.edge_x, st.edge_y, st.edge_iso]) / np.maximum(self._base_edge, 1e-12)
+
+    def _near_view(self, out: dict[str, CheckResult], st: ImageStats, near: np.ndarray) -> dict[str, CheckResult]:
+        """Whole-image texture checks are not judged while a near object fills the view (the LiDAR sees it)."""
+        why = (f"not judged: a near object fills {int(near.sum())} of {near.size} image columns (LiDAR returns "
+               f"within {self.config.near_object_m:g} m)")
+        res = dict(out)
+        for k in ("contrast", "blur", "noise", "visibility"):
+            if res[k].level != Level.OK:
+                res[k] = CheckResult(Level.OK, why, {**res[k].values, "raw_result": res[k].message})
+        return res
+
+    def _exposure(self, st: ImageStats, ready: bool, near_view: bool = False, open_view: bool = False
+                  ) -> CheckResult:
         c = self.config
         v = {"mean_luma": fmt(st.mean), "saturated_fraction": fmt(st.sat_hi),
              "baseline_mean_luma": fmt(self._base_mean if self._base_mean is not None else float("nan"))}
@@ -202,67 +295,100 @@ class CameraChecker:
         if st.sat_hi > c.bright_error:
             return CheckResult(Level.ERROR, f"overexposed: {st.sat_hi:.0%} of pixels saturated",
                                {**v, "value": fmt(st.sat_hi), "bound": f"<= {c.bright_error:g}"})
-        if st.mean < c.dark_threshold:
-            return CheckResult(Level.WARN, f"image dark (mean luma {st.mean:.3f})",
-                               {**v, "value": fmt(st.mean), "bound": f">= {c.dark_threshold:g}"})
         if st.sat_hi > c.bright_threshold:
             return CheckResult(Level.WARN, f"overexposed: {st.sat_hi:.0%} of pixels saturated",
                                {**v, "value": fmt(st.sat_hi), "bound": f"<= {c.bright_threshold:g}"})
+        if near_view:  # a dark truck beside the car: dark is the scene (black and saturated are still judged)
+            return CheckResult(Level.OK, f"exposure ok for a view filled by a near object (mean luma {st.mean:.2f})",
+                               {**v, "value": fmt(st.mean), "bound": f">= {c.dark_error:g}"})
+        if st.mean < c.dark_threshold:
+            return CheckResult(Level.WARN, f"image dark (mean luma {st.mean:.3f})",
+                               {**v, "value": fmt(st.mean), "bound": f">= {c.dark_threshold:g}"})
         if ready and st.mean < c.dark_ratio * self._base_mean:
             return CheckResult(Level.WARN, f"image darkened to {st.mean / self._base_mean:.0%} of its usual luma "
                                f"({st.mean:.2f} vs {self._base_mean:.2f})",
                                {**v, "value": fmt(st.mean), "bound": f">= {c.dark_ratio:g} x baseline"})
-        if ready and st.mean > self._base_mean + c.bright_shift:
-            return CheckResult(Level.WARN, f"image brightened: mean luma {st.mean:.2f} vs usual {self._base_mean:.2f}",
-                               {**v, "value": fmt(st.mean), "bound": f"<= baseline + {c.bright_shift:g}"})
+        # a camera turning to open space (sky, fields: the LiDAR sees almost nothing in its view) brightens without a
+        # fault; then the image must also look washed out (saturated, or its contrast gone)
+        washed = st.sat_hi >= c.bright_saturated_min or bool(
+            self._base_std and st.std < c.bright_contrast_ratio * self._base_std)
+        if ready and st.mean > self._base_mean + c.bright_shift and (washed or not open_view):
+            return CheckResult(Level.WARN, f"image brightened: mean luma {st.mean:.2f} vs usual {self._base_mean:.2f}, "
+                               f"{st.sat_hi:.0%} saturated, contrast {st.std / (self._base_std or 1):.0%} of usual",
+                               {**v, "value": fmt(st.mean), "bound": f"<= baseline + {c.bright_shift:g} (with "
+                                f"saturation >= {c.bright_saturated_min:g} or contrast < {c.bright_contrast_ratio:g} "
+                                "x baseline)"})
         return CheckResult(Level.OK, f"exposure ok (mean luma {st.mean:.2f})",
                            {**v, "value": fmt(st.mean), "bound": f">= {c.dark_threshold:g}"})
 
-    def _contrast(self, st: ImageStats) -> CheckResult:
+    def _contrast(self, st: ImageStats, ready: bool) -> CheckResult:
+        """No contrast (absolute, ERROR); low contrast (WARN) only when it is also a drop against this camera's own
+        baseline (a camera looking at a grey sidewalk and a pale facade is low-contrast every day)."""
         c = self.config
-        v = {"value": fmt(st.std), "bound": f">= {c.contrast_threshold:g}"}
+        ratio = st.std / self._base_std if ready and self._base_std else float("nan")
+        v = {"value": fmt(st.std), "bound": f">= {c.contrast_threshold:g} or >= {c.contrast_drop_ratio:g} x baseline",
+             "baseline_std": fmt(self._base_std if self._base_std is not None else float("nan")), "ratio": fmt(ratio)}
         if st.std < c.contrast_error:
             return CheckResult(Level.ERROR, f"no contrast (luma std {st.std:.3f})",
                                {**v, "bound": f">= {c.contrast_error:g}"})
-        if st.std < c.contrast_threshold:
-            return CheckResult(Level.WARN, f"low contrast (luma std {st.std:.3f})", v)
+        if st.std < c.contrast_threshold and ratio < c.contrast_drop_ratio:
+            return CheckResult(Level.WARN, f"low contrast (luma std {st.std:.3f}, {ratio:.0%} of usual)", v)
         return CheckResult(Level.OK, f"contrast ok (luma std {st.std:.3f})", v)
 
     def _blur(self, st: ImageStats, ready: bool) -> CheckResult:
+        """Less fine detail than usual *and* soft edges: a view with fewer edges (open field, sky, a building
+        gone by) loses detail but keeps sharp edges, a blurred image does not."""
         c = self.config
         ratio = st.sharpness / self._base_sharp if ready and self._base_sharp else float("nan")
+        edge = self._edge_ratios() if ready else np.full(3, np.nan)
+        soft_edges = float(np.nanmin(edge[:2])) if np.isfinite(edge[:2]).any() else float("nan")
         v = {"value": fmt(st.sharpness), "bound": f">= {c.blur_threshold:g}", "baseline": fmt(self._base_sharp or
-             float("nan")), "ratio": fmt(ratio)}
+             float("nan")), "ratio": fmt(ratio), "edge_profile_ratio": fmt(soft_edges)}
         if st.mean < c.dark_error or st.std < c.contrast_error:
             return CheckResult(Level.OK, "blur not judged (image black or flat)", v)
-        if st.sharpness < c.blur_error or ratio < c.blur_ratio_error:
-            return CheckResult(Level.ERROR, f"image blurred (sharpness {st.sharpness:.2g}, {ratio:.0%} of usual)",
-                               {**v, "bound": f">= {c.blur_error:g} and >= {c.blur_ratio_error:g} x baseline"})
-        if st.sharpness < c.blur_threshold or ratio < c.blur_ratio:
-            return CheckResult(Level.WARN, f"image soft (sharpness {st.sharpness:.2g}, {ratio:.0%} of usual)",
-                               {**v, "bound": f">= {c.blur_threshold:g} and >= {c.blur_ratio:g} x baseline"})
+        edges_soft = not (soft_edges >= c.edge_soft_ratio)  # nan (no edges to judge) counts as soft
+        where = (f"sharpness {st.sharpness:.2g}, {ratio:.0%} of usual, edge profile {soft_edges:.0%} of usual"
+                 f"{' along x' if edge[0] < edge[1] else ' along y' if edge[1] < edge[0] else ''}")
+        if st.sharpness < c.blur_error or (ratio < c.blur_ratio_error and edges_soft):
+            return CheckResult(Level.ERROR, f"image blurred ({where})",
+                               {**v, "bound": f">= {c.blur_error:g} and (>= {c.blur_ratio_error:g} x baseline or edge "
+                                f"profile >= {c.edge_soft_ratio:g} x baseline)"})
+        if st.sharpness < c.blur_threshold or (ratio < c.blur_ratio and edges_soft):
+            return CheckResult(Level.WARN, f"image soft ({where})",
+                               {**v, "bound": f">= {c.blur_threshold:g} and (>= {c.blur_ratio:g} x baseline or edge "
+                                f"profile >= {c.edge_soft_ratio:g} x baseline)"})
         return CheckResult(Level.OK, f"sharpness ok ({st.sharpness:.2g})", v)
 
     def _noise(self, st: ImageStats, ready: bool) -> CheckResult:
+        """More fine energy than usual *and* a finer-grained edge profile (noise lives at the pixel scale; a view
+        with more edges raises both scales alike)."""
         c = self.config
         ratio = st.sharpness / self._base_sharp if ready and self._base_sharp else float("nan")
-        v = {"value": fmt(ratio), "bound": f"<= {c.noise_ratio:g} x baseline", "sharpness": fmt(st.sharpness)}
-        if ratio > c.noise_ratio_error:
-            return CheckResult(Level.ERROR, f"image noisy: high-frequency energy {ratio:.0f}x usual",
-                               {**v, "bound": f"<= {c.noise_ratio_error:g} x baseline"})
-        if ratio > c.noise_ratio:
-            return CheckResult(Level.WARN, f"image noisy: high-frequency energy {ratio:.1f}x usual", v)
+        grain = float(self._edge_ratios()[2]) if ready else float("nan")
+        v = {"value": fmt(ratio), "bound": f"<= {c.noise_ratio:g} x baseline", "sharpness": fmt(st.sharpness),
+             "edge_profile_ratio": fmt(grain)}
+        fine_grained = not (grain <= c.noise_edge_ratio)
+        if ratio > c.noise_ratio_error and fine_grained:
+            return CheckResult(Level.ERROR, f"image noisy: high-frequency energy {ratio:.0f}x usual, fine-to-coarse "
+                               f"energy {grain:.1f}x usual", {**v, "bound": f"<= {c.noise_ratio_error:g} x baseline"})
+        if ratio > c.noise_ratio and fine_grained:
+            return CheckResult(Level.WARN, f"image noisy: high-frequency energy {ratio:.1f}x usual, fine-to-coarse "
+                               f"energy {grain:.1f}x usual", v)
         return CheckResult(Level.OK, "no excess noise" if ready else "noise baseline warming up", v)
 
     def _visibility(self, st: ImageStats, dark: float, ready: bool) -> CheckResult:
+        """Haze: the dark channel rises (airlight), detail and contrast fall together."""
         c = self.config
         shift = dark - self._base_dark if ready and self._base_dark is not None else float("nan")
         ratio = st.sharpness / self._base_sharp if ready and self._base_sharp else float("nan")
+        contrast = st.std / self._base_std if ready and self._base_std else float("nan")
         v = {"value": fmt(shift), "bound": f"<= {c.haze_shift:g} (with sharpness < {c.haze_sharpness_ratio:g} x "
-             "baseline)", "dark_channel": fmt(dark), "sharpness_ratio": fmt(ratio)}
-        if not (ratio < c.haze_sharpness_ratio):
+             f"baseline and contrast < {c.haze_contrast_ratio:g} x baseline)", "dark_channel": fmt(dark),
+             "sharpness_ratio": fmt(ratio), "contrast_ratio": fmt(contrast)}
+        if not (ratio < c.haze_sharpness_ratio and contrast < c.haze_contrast_ratio):
             return CheckResult(Level.OK, "no haze" if ready else "haze baseline warming up", v)
-        where = f"dark channel {shift:+.2f} above usual, sharpness {ratio:.0%} of usual"
+        where = (f"dark channel {shift:+.2f} above usual, sharpness {ratio:.0%} and contrast {contrast:.0%} of "
+                 "usual")
         if shift > c.haze_error_shift:
             return CheckResult(Level.ERROR, f"visibility lost: haze or fog ({where})",
                                {**v, "bound": f"<= {c.haze_error_shift:g}"})
@@ -289,32 +415,25 @@ class CameraChecker:
             return CheckResult(Level.WARN, f"frozen: {self.frozen_frames + 1} identical frames", v)
         return CheckResult(Level.OK, f"frames change (mean |diff| {d:.3f})", v)
 
-    def _occlusion(self, st: ImageStats, w_px: int, h_px: int, global_bad: list[str]) -> CheckResult:
+    def _occlusion(self, st: ImageStats, w_px: int, h_px: int, global_bad: list[str], explained: np.ndarray,
+                   covered: np.ndarray) -> CheckResult:
         c = self.config
         if global_bad and self._cell_ref is not None:
+            self._cell_hist.clear()
             return CheckResult(Level.OK, f"occlusion not judged: whole image degraded (see {', '.join(global_bad)})",
                                {"value": "nan", "bound": "0 cells"})
-        dark_flat = (st.cell_mean < c.occlusion_dark_luma) & (st.cell_std < c.occlusion_flat_std)
-        globally_dark = st.mean < c.dark_threshold or (
-            self._base_mean is not None and st.mean < c.dark_ratio * self._base_mean)
-        if globally_dark:  # a dark image has dark flat cells everywhere: that is exposure, not occlusion
-            dark_flat = np.zeros_like(dark_flat)
-        if self._cell_ref is None or self._cell_ref.shape != st.cell_sharpness.shape:
-            self._cell_ref = st.cell_sharpness.copy()
-            ref_ready = False
-        else:
-            ref_ready = self._frames >= c.occlusion_warmup_frames
-        ratio = st.cell_sharpness / np.maximum(self._cell_ref, 1e-12)
-        ref_ratio = float(np.percentile(ratio, 80))
-        soft = (ratio < c.occlusion_sharpness_ratio * ref_ratio) if ref_ready else np.zeros_like(dark_flat)
-        blocked = dark_flat | soft
-        # geometric EMA (log domain): robust to the heavy-tailed frame-to-frame texture changes
-        a = 0.5 if self._frames < c.occlusion_warmup_frames else c.occlusion_baseline_alpha
-        upd = np.exp((1 - a) * np.log(np.maximum(self._cell_ref, 1e-12)) + a * np.log(np.maximum(st.cell_sharpness, 1e-12)))
-        self._cell_ref = np.where(blocked, self._cell_ref, upd)
+        dark_flat, soft = self._soft_cells(st)
+        # a near object (LiDAR) explains a flat column; a sharpness loss counts only where the LiDAR sees structure
+        soft_now = (dark_flat | (soft & covered)) & ~explained
+        self._cell_hist.append(soft_now)
+        # persistence: dirt stays in the same cells while the camera moves, a flat object (truck side, shadow)
+        # passes; a cell is blocked when it was soft in k of the last n frames
+        blocked = (np.sum(self._cell_hist, axis=0) >= c.occlusion_persist_count) & soft_now
         n = int(blocked.sum())
         total = blocked.size
-        v = {"value": str(n), "bound": f"0 of {total} cells", "min_sharpness_ratio": fmt(float(ratio.min()))}
+        v = {"value": str(n), "bound": f"0 of {total} cells", "soft_cells_now": str(int(soft_now.sum())),
+             "near_object_cells": str(int(explained.sum())),
+             "persistence": f">= {c.occlusion_persist_count} of {c.occlusion_persist_frames} frames"}
         if n == 0:
             return CheckResult(Level.OK, "no blocked region", v)
         if st.mean < c.dark_threshold and n > total // 2:
@@ -323,3 +442,28 @@ class CameraChecker:
         v.update(region=word, region_px=box, cells=";".join(f"r{r}c{k}" for r, k in zip(*np.nonzero(blocked))))
         level = Level.ERROR if n >= c.occlusion_error_cells else Level.WARN
         return CheckResult(level, f"view blocked at {word} ({box}; {n} of {total} cells)", v)
+
+    def _soft_cells(self, st: ImageStats) -> tuple[np.ndarray, np.ndarray]:
+        """This frame's (dark-and-flat cells, cells far less sharp than usual); updates the per-cell reference.
+
+        A cell is soft when its sharpness fell below ``occlusion_sharpness_ratio`` of its own reference *and* of
+        the sharper cells' change (so a global loss is blur, not occlusion). The reference is a geometric running
+        mean that learns only from cells that are not soft."""
+        c = self.config
+        dark_flat = (st.cell_mean < c.occlusion_dark_luma) & (st.cell_std < c.occlusion_flat_std)
+        globally_dark = st.mean < c.dark_threshold or (
+            self._base_mean is not None and st.mean < c.dark_ratio * self._base_mean)
+        if globally_dark:  # a dark image has dark flat cells everywhere: that is exposure, not occlusion
+            dark_flat = np.zeros_like(dark_flat)
+        log_sharp = np.log10(np.maximum(st.cell_sharpness, 1e-12))
+        if self._cell_ref is None or self._cell_ref.shape != log_sharp.shape:
+            self._cell_ref = log_sharp.copy()
+            ready = False
+        else:
+            ready = self._frames >= c.occlusion_warmup_frames
+        drop = log_sharp - self._cell_ref
+        limit = np.log10(c.occlusion_sharpness_ratio) + min(0.0, float(np.percentile(drop, 80)))
+        soft = (drop < limit) if ready else np.zeros_like(dark_flat)
+        a = 0.5 if self._frames < c.occlusion_warmup_frames else c.occlusion_baseline_alpha
+        self._cell_ref = np.where(soft | dark_flat, self._cell_ref, (1 - a) * self._cell_ref + a * log_sharp)
+        return dark_flat, soft

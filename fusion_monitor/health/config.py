@@ -92,6 +92,8 @@ class CameraCheckConfig(_Group):
                                  "saturates up to about 25 %)", 0.0, 1.0)
     bright_error: float = _p(0.6, "fraction of saturated pixels that raises ERROR", 0.0, 1.0)
     contrast_threshold: float = _p(0.08, "luma standard deviation below which contrast is WARN", 0.0, 1.0)
+    contrast_drop_ratio: float = _p(0.6, "low contrast is WARN only below this fraction of the camera's own baseline "
+                                    "luma std as well", 0.0, 1.0)
     contrast_error: float = _p(0.03, "luma standard deviation below which contrast is ERROR", 0.0, 1.0)
     blur_threshold: float = _p(0.0008, "variance of the Laplacian (luma, subsampled) below which the image is "
                                "WARN (blurred)", 0.0, 1.0)
@@ -104,10 +106,24 @@ class CameraCheckConfig(_Group):
     baseline_warmup_frames: int = _p(3, "frames before the running baseline is used", 1, 10000)
     dark_ratio: float = _p(0.5, "mean luma below this fraction of the camera's own baseline is WARN (darkening)",
                            0.0, 1.0)
-    bright_shift: float = _p(0.2, "mean luma above the camera's own baseline by more than this is WARN (brightening)",
-                             0.0, 1.0)
-    blur_ratio: float = _p(0.3, "sharpness below this fraction of the camera's own baseline is WARN (blur)", 0.0, 1.0)
+    bright_shift: float = _p(0.2, "mean luma above the camera's own baseline by more than this is WARN (brightening; "
+                             "facing open space the image must also be washed out: open_view_fraction)", 0.0, 1.0)
+    bright_saturated_min: float = _p(0.05, "saturated-pixel fraction that makes a brightened image washed out",
+                                     0.0, 1.0)
+    bright_contrast_ratio: float = _p(0.75, "luma std below this fraction of its baseline makes a brightened image "
+                                      "washed out (a view turning to sky brightens but keeps its contrast)", 0.0, 1.0)
+    open_view_fraction: float = _p(0.25, "a camera whose grid cells are covered by LiDAR returns below this fraction "
+                                   "faces open space (sky, fields); brightening then counts only when the image is "
+                                   "also washed out", 0.0, 1.0)
+    blur_ratio: float = _p(0.4, "sharpness below this fraction of the camera's own baseline, with soft edges "
+                           "(edge_soft_ratio), is WARN (blur)", 0.0, 1.0)
     blur_ratio_error: float = _p(0.15, "sharpness below this fraction of the baseline is ERROR", 0.0, 1.0)
+    edge_soft_ratio: float = _p(0.45, "the relative blur rule also needs the edge profile (fine-to-coarse energy of the "
+                                "second derivative along x or y) below this fraction of its baseline: a view with "
+                                "fewer edges (open field, sky) keeps sharp edges, a blurred image does not", 0.0, 1.0)
+    noise_edge_ratio: float = _p(1.5, "the noise rule also needs the isotropic fine-to-coarse energy ratio above this "
+                                 "multiple of its baseline (noise lives at the pixel scale; more edges in view raise "
+                                 "both scales alike)", 1.0, 1e6)
     noise_ratio: float = _p(4.0, "sharpness above this multiple of the baseline is WARN (sensor noise)", 1.0, 1e6)
     noise_ratio_error: float = _p(10.0, "sharpness above this multiple of the baseline is ERROR", 1.0, 1e6)
     haze_shift: float = _p(0.1, "rise of the mean dark channel (min over RGB) above the camera's own baseline that, "
@@ -115,24 +131,49 @@ class CameraCheckConfig(_Group):
     haze_error_shift: float = _p(0.2, "dark-channel rise that, with a sharpness drop, raises ERROR", 0.0, 1.0)
     haze_sharpness_ratio: float = _p(0.6, "sharpness below this fraction of the baseline is the drop the haze rule "
                                      "needs", 0.0, 1.0)
+    haze_contrast_ratio: float = _p(0.75, "luma std below this fraction of its baseline is the contrast loss the haze "
+                                    "rule also needs (a view opening onto sky raises the dark channel and lowers "
+                                    "detail, but keeps its contrast)", 0.0, 1.0)
     frozen_diff: float = _p(0.002, "mean |frame difference| of luma below which a new frame counts as frozen",
                             0.0, 1.0)
     frozen_frames_warn: int = _p(2, "consecutive frozen frames that raise WARN", 1, 10000)
     frozen_frames_error: int = _p(5, "consecutive frozen frames that raise ERROR", 1, 10000)
     grid_rows: int = _p(4, "rows of the occlusion grid", 1, 32)
     grid_cols: int = _p(4, "columns of the occlusion grid", 1, 32)
-    occlusion_sharpness_ratio: float = _p(0.15, "a grid cell whose sharpness ratio (to its own running baseline) is "
+    occlusion_sharpness_ratio: float = _p(0.1, "a grid cell whose sharpness ratio (to its own running baseline) is "
                                           "below this fraction of the 80th-percentile cell ratio counts as blocked "
                                           "(a local, not global, loss)", 0.0, 1.0)
     occlusion_dark_luma: float = _p(0.06, "a grid cell darker than this and flat is blocked (opaque occluder)",
                                     0.0, 1.0)
     occlusion_flat_std: float = _p(0.02, "luma std below which a dark cell counts as flat", 0.0, 1.0)
     occlusion_warmup_frames: int = _p(3, "frames before the per-cell sharpness baseline is used", 1, 10000)
-    occlusion_baseline_alpha: float = _p(0.1, "EMA weight of a new frame in the per-cell sharpness baseline",
+    occlusion_baseline_alpha: float = _p(0.1, "EMA weight of a new frame in the per-cell (log) sharpness reference",
                                          0.0, 1.0)
     occlusion_min_cell_samples: int = _p(24, "minimum samples along each side of an occlusion grid cell; the cells use "
                                          "a finer stride than the global checks when the image is small", 3, 1000)
     occlusion_error_cells: int = _p(4, "blocked cells that raise ERROR (one or more raise WARN)", 1, 1024)
+    occlusion_persist_frames: int = _p(24, "frames n of the per-cell persistence window: lens dirt stays in the same "
+                                       "cells while the camera moves, a flat object or a plain stretch of facade "
+                                       "passes (24 = 2 s at 12 Hz)", 1, 1000)
+    occlusion_persist_count: int = _p(18, "frames (k of the last n) a cell must be soft or dark-flat before it counts "
+                                      "as blocked", 1, 1000)
+    near_object_m: float = _p(5.0, "LiDAR returns closer than this to the camera (m) are a near object; image "
+                              "columns a near object fills are not judged by the occlusion check (a passing truck "
+                              "is flat, dark and uniform, like a blocked lens)", 0.0, 1000.0)
+    near_column_fraction: float = _p(0.5, "fraction of an image column's object returns (above the road) that must be "
+                                     "near for the column to count as filled by a near object", 0.0, 1.0)
+    near_min_points: int = _p(5, "object returns an image column needs before the near-object rule judges it",
+                              1, 100000)
+    near_ground_z_m: float = _p(0.3, "returns at or below this base-frame height are road, not an object",
+                                -10.0, 10.0)
+    near_view_fraction: float = _p(0.5, "fraction of image columns filled by a near object from which the whole-image "
+                                   "checks (relative exposure, contrast, blur, noise, haze) are not judged; black and "
+                                   "saturated images still are", 0.0, 1.0)
+    occlusion_cover_points: int = _p(5, "LiDAR returns (every other return of a sweep) a grid cell needs for the "
+                                     "sharpness-loss rule to judge it; cells the LiDAR does not reach (above its top "
+                                     "beam: sky, upper facades) are judged only by the dark-and-flat rule", 0, 100000)
+    near_max_age_ms: float = _p(300.0, "a LiDAR sweep older than this (header stamps) no longer explains a camera "
+                                "image", 0.0, 60000.0)
 
     def _check(self):
         self._order("dark_error", "dark_threshold", strict=False)
@@ -143,6 +184,7 @@ class CameraCheckConfig(_Group):
         self._order("blur_ratio_error", "blur_ratio", strict=False)
         self._order("noise_ratio", "noise_ratio_error", strict=False)
         self._order("haze_shift", "haze_error_shift", strict=False)
+        self._order("occlusion_persist_count", "occlusion_persist_frames", strict=False)
 
 
 @dataclass(frozen=True)
@@ -231,6 +273,8 @@ class RadarCheckConfig(_Group):
     count_drop_warn: float = _p(0.3, "windowed mean count below this fraction of the running median is WARN",
                                 0.0, 1.0)
     count_history: int = _p(30, "scans in the running median of the target count", 1, 10000)
+    count_warmup: int = _p(10, "scans in the running median before the count-drop and clutter rules judge (a median "
+                           "of 3 scans made a nominal 18-target scan a 2.6x clutter burst)", 1, 10000)
     clutter_ratio: float = _p(2.0, "count above this multiple of the running median is a clutter burst (WARN)",
                               1.0, 1000.0)
     clutter_error_ratio: float = _p(4.0, "count above this multiple of the running median is ERROR", 1.0, 1000.0)
@@ -252,14 +296,23 @@ class RadarCheckConfig(_Group):
 class AttributionCheckConfig(_Group):
     """Contribution-share checks against a calibrated baseline (docs: fusion_monitor.health.attribution)."""
 
-    min_share: float = _p(0.05, "a modality whose mean |share| falls below this while its sensors deliver is "
-                          "ERROR (modality collapse)", 0.0, 1.0)
+    min_share: float = _p(0.03, "a modality whose windowed mean share falls below this while its sensors deliver is "
+                          "ERROR (modality collapse; the reference detector's LiDAR share dips to 4 % of the "
+                          "detections on nominal simulated drives)", 0.0, 1.0)
     window: int = _p(10, "frames averaged by the collapse and contradiction checks", 1, 100000)
     z_warn: float = _p(4.0, "|windowed share - baseline mean| / baseline std that raises WARN", 0.0, 1000.0)
-    cusum_k: float = _p(0.5, "CUSUM reference value k (in baseline std units)", 0.0, 100.0)
-    cusum_h: float = _p(8.0, "CUSUM decision interval h (std units); k=0.5, h=8 gives an in-control average run "
-                        "length of about 9,600 frames two-sided (Siegmund approximation, i.i.d. frames)",
-                        0.1, 1000.0)
+    collapse_warmup: int = _p(20, "without a baseline, a modality normally contributes when its windowed share over "
+                              "its first this many live frames averaged at least 2 x min_share (only a modality "
+                              "that contributed and stopped is called collapsed)", 1, 100000)
+    drift_block: int = _p(20, "frames averaged into one CUSUM sample (1 s at the 20 Hz LiDAR trigger; consecutive "
+                          "frames are strongly correlated, block means much less)", 1, 100000)
+    cusum_k: float = _p(1.0, "CUSUM reference value k (in baseline block-std units): shifts above 2 k block std are "
+                        "what it looks for; drives differ by about 1 block std (scene), which k = 1 does not "
+                        "accumulate", 0.0, 100.0)
+    cusum_h: float = _p(8.0, "CUSUM decision interval h (block-std units); k=1, h=8 gives an in-control average "
+                        "run length of about 2.3e7 blocks two-sided (Siegmund approximation, independent blocks at 1 "
+                        "block/s; h=5 alarmed on nominal drives outside the calibration set, whose scenes differ more "
+                        "than the 4 calibration drives showed); a 3-std shift is found in about 5 blocks", 0.1, 1000.0)
     contradiction_share: float = _p(-0.2, "a modality share below this on a confirmed detection contradicts it",
                                     -1.0, 0.0)
     contradiction_warn: float = _p(0.3, "fraction of confirmed detections contradicted that raises WARN", 0.0, 1.0)
@@ -268,7 +321,8 @@ class AttributionCheckConfig(_Group):
     min_detections: int = _p(3, "confirmed detections in the window needed to judge contradiction", 1, 100000)
     min_score: float = _p(0.3, "detection score at or above which a detection counts as confirmed", 0.0, 1.0)
     baseline_file: str = _p("", "attribution baseline YAML written by `fusion-monitor calibrate` (empty: none; then "
-                            "only the absolute collapse and contradiction rules run)")
+                            "collapse is judged against each modality's own first frames, contradiction by its "
+                            "absolute bound, and drift not at all)")
 
     def _check(self):
         self._order("contradiction_warn", "contradiction_error", strict=False)

@@ -25,8 +25,9 @@ import numpy as np
 from fusion_monitor.health.attribution import ATTRIBUTION_CHECKS, AttributionChecker, Baseline, load_baseline
 from fusion_monitor.health.camera import CAMERA_CHECKS, CameraChecker
 from fusion_monitor.health.config import HealthConfig
+from fusion_monitor.health.crossmodal import CameraContext, CameraProjection, camera_context
 from fusion_monitor.health.debounce import Debouncer
-from fusion_monitor.health.lidar import LIDAR_CHECKS, LidarChecker
+from fusion_monitor.health.lidar import LIDAR_CHECKS, LidarChecker, lidar_columns
 from fusion_monitor.health.liveness import LIVENESS_CHECKS, NS_PER_MS, StreamLiveness, stamp_skews_ms
 from fusion_monitor.health.radar import RADAR_CHECKS, RadarChecker
 from fusion_monitor.health.status import CheckResult, Level, SensorStatus
@@ -94,6 +95,7 @@ class HealthMonitor:
         self._deb: dict[tuple[str, str], Debouncer] = {}
         self._latest: dict[tuple[str, str], tuple[CheckResult, Level, int]] = {}
         self._data_stamp: dict[str, int] = {}
+        self._context: dict[str, tuple[int, CameraContext]] = {}  # camera -> (LiDAR stamp, what the LiDAR sees)
         self._last_now_ns: int | None = None
         self._inference_now_ns: int | None = None
         self._inference_stamp_ns: int | None = None
@@ -146,7 +148,35 @@ class HealthMonitor:
         if prev is not None and stamp_ns < prev:
             checker.reset()
         self._data_stamp[sensor] = stamp_ns
-        self._record(sensor, checker.update(data), stamp_ns)
+        if modality == "camera":
+            results = checker.update(data, self._camera_context(sensor, stamp_ns))
+        else:
+            results = checker.update(data)
+            if modality == "lidar":
+                self._update_context(sensor, data, stamp_ns)
+        self._record(sensor, results, stamp_ns)
+
+    def _update_context(self, lidar: str, points, stamp_ns: int) -> None:
+        """Per camera, what this sweep says about its check grid (near objects, covered cells)."""
+        c = self.config.camera
+        xyz, _, _ = lidar_columns(points)
+        xyz = xyz[:, ::2]  # every other return is plenty for per-cell coverage and near surfaces
+        T = np.asarray(self.rig.sensors[lidar].T_base_sensor, np.float32)
+        base = T[:3, :3] @ xyz + T[:3, 3:4]
+        for cam in self.rig.of("camera"):
+            proj = CameraProjection.from_spec(cam)
+            if proj is None:
+                continue
+            ctx = camera_context(base, proj, c.grid_rows, c.grid_cols, c.near_object_m, c.near_ground_z_m,
+                                 c.near_column_fraction, c.near_min_points, c.occlusion_cover_points)
+            self._context[cam.name] = (int(stamp_ns), ctx)
+
+    def _camera_context(self, camera: str, stamp_ns: int) -> CameraContext | None:
+        """The latest LiDAR context of ``camera`` when the sweep is recent enough (header stamps)."""
+        got = self._context.get(camera)
+        if got is None or abs(int(stamp_ns) - got[0]) > self.config.camera.near_max_age_ms * NS_PER_MS:
+            return None
+        return got[1]
 
     def on_camera(self, sensor: str, image: np.ndarray, stamp_ns: int, now_ns: int | None = None) -> None:
         """Check one (H, W, 3) uint8 RGB image; with ``now_ns`` it also counts as a received message."""

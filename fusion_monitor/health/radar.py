@@ -60,7 +60,7 @@ class RadarChecker:
         """Run every radar check on one scan (structured array in the radar frame)."""
         f = radar_fields(points)
         n = len(f["x"])
-        med = float(np.median(self._counts)) if len(self._counts) >= 3 else float("nan")
+        med = float(np.median(self._counts)) if len(self._counts) >= self.config.count_warmup else float("nan")
         count = self._count(n, med)
         clutter = self._clutter(f, n, med)
         if count.level == Level.OK and clutter.level == Level.OK:

@@ -46,6 +46,10 @@ class OnnxRuntimeBackend(Backend):
         Threads inside one operator (None: ONNX Runtime's default, one per core).
     inter_op_threads : int
         Threads across operators (only used with parallel execution mode).
+    spinning : bool
+        Let idle pool threads busy-wait for the next parallel section (ONNX Runtime's default). Faster
+        alone; on a node whose cores are shared with DDS, decoding and other processes, False gives
+        those cores back between operators.
     graph_optimization : {"disable", "basic", "extended", "all"}
         ONNX Runtime graph optimisation level.
     device_id : int
@@ -62,7 +66,8 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, package: ModelPackage, *, device: str = "cpu", intra_op_threads: int | None = None,
                  inter_op_threads: int = 1, graph_optimization: str = "all", device_id: int = 0,
-                 fp16: bool = False, engine_cache_dir: str | Path | None = None, copy_outputs: bool = True):
+                 fp16: bool = False, engine_cache_dir: str | Path | None = None, copy_outputs: bool = True,
+                 spinning: bool = True):
         super().__init__(package, copy_outputs=copy_outputs)
         import onnxruntime as ort
 
@@ -95,6 +100,8 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        for scope in ("intra_op", "inter_op"):
+            opts.add_session_config_entry(f"session.{scope}.allow_spinning", "1" if spinning else "0")
         onnx_path = package.onnx_path
         try:
             self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)

@@ -17,14 +17,14 @@ KINDS = ("auto", "onnxruntime", "pytorch", "tensorrt")
 # Options each backend accepts; `auto` forwards to each candidate only what it understands.
 _OPTIONS = {
     "onnxruntime": {"device", "intra_op_threads", "inter_op_threads", "graph_optimization", "device_id", "fp16",
-                    "engine_cache_dir", "copy_outputs"},
+                    "engine_cache_dir", "copy_outputs", "spinning"},
     "pytorch": {"model", "device", "threads", "compiled", "copy_outputs"},
     "tensorrt": {"precision", "rebuild", "engine_cache_dir", "engine_path", "workspace_mib", "timing_cache",
                  "device_id", "copy_outputs"},
 }
 
 
-_THREAD_OPTIONS = ("intra_op_threads", "inter_op_threads")
+_THREAD_OPTIONS = ("intra_op_threads", "inter_op_threads", "spinning")  # CPU thread-pool settings
 
 
 def _make(kind: str, package: ModelPackage, options: dict[str, Any]) -> Backend:

@@ -93,6 +93,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("model.num_threads", 0, "CPU threads for the backend (0 = backend default)",
               min_value=0, max_value=256, read_only=True),
+    ParamSpec("model.thread_spinning", False, "ONNX Runtime: idle inference threads busy-wait between operators "
+              "(faster alone, but takes cores from DDS, decoding and other processes on a shared machine)",
+              read_only=True),
     ParamSpec("rig.profile", "", "rig profile YAML (sensor names, topics, calibration); empty = the shipped "
               "nuScenes rig", read_only=True),
     ParamSpec("lmd.enabled", True, "compute Layer-Wise Modality Decomposition (per-modality shares and BEV "

@@ -2,11 +2,17 @@
 
 Every bag is checked first (readable, not empty, holds the rig's sensor topics) and the model package is
 loaded once, so bad input fails before any replay. Each bag is then replayed through the monitor (the
-same pipeline as `replay`); per frame the mean modality share over confirmed detections
-(:func:`fusion_monitor.health.frame_statistics`) is collected, and
-:func:`fusion_monitor.health.fit_baseline` fits mean and std per modality. The baseline names the model
-(package name + graph sha256) and the sensor set; the monitor refuses it for anything else. Use it with
-the parameter ``health.attribution.baseline_file``.
+same pipeline as `replay`); per frame each modality's mean share over confirmed detections and its share
+of the BEV contribution (:func:`fusion_monitor.health.frame_statistics`, read back from the contribution
+statuses' ``frame_det_share`` / ``frame_bev_share``) are collected, and
+:func:`fusion_monitor.health.fit_baseline` fits per modality and statistic the mean, the frame std and the
+std of 1 s block means (the drift check's unit, holding the frames' autocorrelation and the spread between
+drives). The baseline names the model (package name + graph sha256) and the sensor set; the monitor refuses
+it for anything else. Use it with the parameter ``health.attribution.baseline_file``.
+
+Refit after every model rebuild (the graph hash changes), with the same nominal drives::
+
+    fusion-monitor calibrate DRIVE... --out baseline.yaml [--model PKG]
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ def check_calibration_bag(bag: str | Path, topics: set[str]) -> None:
         raise BagError(bag, "calibration bag holds no messages")
 
 
+def frame_shares(rec: dict, modalities: tuple[str, ...]) -> dict[str, float]:
+    """``{"det.<m>": x, "bev.<m>": y}`` of one frames.jsonl record, from its contribution statuses (nan if absent)."""
+    out = {f"{k}.{m}": float("nan") for m in modalities for k in ("det", "bev")}
+    for st in rec.get("statuses", []):
+        m, check = st.get("hardware_id", ""), st["name"].rpartition("/")[2]
+        if check != "contribution" or m not in modalities:
+            continue
+        for kind in ("det", "bev"):
+            try:
+                out[f"{kind}.{m}"] = float(st["values"].get(f"frame_{kind}_share", "nan"))
+            except ValueError:
+                pass
+    return out
+
+
 def calibrate(bags: list[str | Path], out: str | Path, *, params: dict | None = None, model: str | None = None,
               min_frames: int = 20, min_std: float = 0.02, work_dir: str | Path | None = None):
     """Fit and write an attribution baseline from nominal ``bags``; returns the Baseline.
@@ -42,7 +63,7 @@ def calibrate(bags: list[str | Path], out: str | Path, *, params: dict | None = 
     ValueError
         Too few frames with confirmed detections (fewer than ``min_frames``).
     """
-    from fusion_monitor.health import HealthConfig, fit_baseline, frame_statistics, model_identity
+    from fusion_monitor.health import HealthConfig, fit_baseline, model_identity
     from fusion_monitor.pipeline import ModelLoadError, Pipeline, PipelineConfig
     from fusion_monitor.tools.replay import replay_bag
 
@@ -58,22 +79,22 @@ def calibrate(bags: list[str | Path], out: str | Path, *, params: dict | None = 
     topics = {s.topic for s in probe.rig.sensors.values()}
     for b in bags:
         check_calibration_bag(b, topics)
-    model_id = model_identity(probe.package_path.name, probe.package.metadata.onnx_sha256)
+    model_id = model_identity(probe.package_path.name, probe.package.metadata.attribution_sha256)
     modalities = tuple(m for m in probe.health.modalities)
-    min_score = (HealthConfig.from_dict(probe.config.health) if probe.config.health else HealthConfig()
-                 ).attribution.min_score
+    block = (HealthConfig.from_dict(probe.config.health) if probe.config.health else HealthConfig()
+             ).attribution.drift_block
     rows: list[dict] = []
-
-    def on_frame(rec: dict) -> None:
-        dets = rec["detections"]
-        rows.append(frame_statistics([d["shares"] for d in dets], modalities, [d["score"] for d in dets],
-                                     None, min_score))
+    drive_ids: list[int] = []
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for i, b in enumerate(bags):
+            def on_frame(rec: dict, drive: int = i) -> None:
+                rows.append(frame_shares(rec, modalities))
+                drive_ids.append(drive)
+
             replay_bag(b, Path(tmp) / f"bag{i}", params=params, on_frame=on_frame)
     baseline = fit_baseline(rows, model_id, probe.rig.sensors, modalities, min_std=min_std, min_frames=min_frames,
-                            source="; ".join(str(b) for b in bags))
+                            source="; ".join(str(b) for b in bags), block_frames=block, drive_ids=drive_ids)
     baseline.to_yaml(out)
     return baseline
 

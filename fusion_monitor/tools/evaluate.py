@@ -73,6 +73,28 @@ def report(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def resolve_baseline(params: dict, params_file: str | Path | None) -> dict:
+    """``health.attribution.baseline_file`` relative to the parameter file's folder (so a suite's parameter file
+    and its baseline travel together), and checked to exist before any replay.
+
+    Raises
+    ------
+    FileNotFoundError
+        The baseline file does not exist.
+    """
+    key = "health.attribution.baseline_file"
+    value = str(params.get(key) or "")
+    if not value:
+        return params
+    path = Path(value)
+    if not path.is_absolute() and params_file is not None and not path.exists():
+        path = Path(params_file).resolve().parent / path
+    if not path.is_file():
+        raise FileNotFoundError(f"{key} {value!r} does not exist (relative paths are read from the parameter "
+                                "file's folder)")
+    return {**params, key: str(path)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenarios", nargs="+", metavar="SCENARIOS", help="scenario YAML files or folders")
     parser.add_argument("--out", default="evaluate_out", metavar="DIR", help="replays, results.json, summary.md")
@@ -95,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         scenarios = load_scenarios(args.scenarios)
-        params = load_params(args.params)
+        params = resolve_baseline(load_params(args.params), args.params)
     except (ScenarioError, OSError, ValueError) as e:
         print(f"fusion-monitor evaluate: {e}", file=sys.stderr)
         return 2

@@ -64,6 +64,11 @@ def test_onnxruntime_thread_settings_and_warmup(plain_package, tiny_inputs):
     assert backend.why == "onnxruntime-cpu requested explicitly"
     out = backend.run(tiny_inputs)
     assert set(out) == {"heatmap", "boxes"}
+    opts = backend.session.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    quiet = create_backend(plain_package, "onnxruntime", intra_op_threads=2, spinning=False)
+    assert quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert compare_outputs(quiet.run(tiny_inputs), out)["heatmap"] <= TOL
 
 
 def test_preallocated_output_buffers_are_reused(plain_package, tiny_inputs):

@@ -105,5 +105,20 @@ def test_calibrate_fits_a_baseline_the_monitor_accepts(sim_bag, tmp_path, rig):
     loaded = load_baseline(out, rig.sensors, b.model_id)
     assert loaded.model_id.startswith(PACKAGE.name + "@") and set(loaded.sensors) == set(rig.sensors)
     assert loaded.n_frames >= 20 and all(v > 0 for v in loaded.std.values())
+    modalities = {k.split(".", 1)[1] for k in loaded.mean}
+    assert {f"bev.{m}" for m in modalities} <= set(loaded.mean)  # shares over the BEV, not only per detection
+    assert set(loaded.block_std) <= set(loaded.mean) and loaded.block_frames >= 1
     with pytest.raises(ModelLoadError):
         cal.calibrate([sim_bag], tmp_path / "x.yaml", model=str(tmp_path / "missing"))
+
+
+def test_frame_shares_read_back_from_the_contribution_statuses():
+    rec = {"statuses": [
+        {"name": "fusion_monitor: lidar/contribution", "hardware_id": "lidar",
+         "values": {"frame_det_share": "0.41", "frame_bev_share": "0.37"}},
+        {"name": "fusion_monitor: camera/contribution", "hardware_id": "camera",
+         "values": {"frame_det_share": "nan", "frame_bev_share": "0.02"}},
+        {"name": "fusion_monitor: LIDAR_TOP/point_count", "hardware_id": "LIDAR_TOP", "values": {"value": "3"}}]}
+    got = cal.frame_shares(rec, ("camera", "lidar", "radar"))
+    assert got["det.lidar"] == 0.41 and got["bev.lidar"] == 0.37 and got["bev.camera"] == 0.02
+    assert all(v != v for k, v in got.items() if k in ("det.camera", "det.radar", "bev.radar"))

@@ -62,6 +62,22 @@ def test_shipped_suite_has_twenty_scenarios_over_sim_and_real_drives():
     assert len(suite) >= 20 and kinds >= {"simulate", "real"}
     assert sum(1 for s in suite if not s.faults) >= 3  # nominal drives: the false-alarm measurement
     assert sum(len(s.expect) for s in suite) >= 15
+    nominal_sim_s = sum(s.duration_s for s in suite if not s.faults and s.source_kind == "simulate")
+    assert nominal_sim_s >= 600  # >= 10 min of nominal simulated driving
+
+
+def test_suite_parameter_file_finds_its_baseline(tmp_path, capsys):
+    from fusion_monitor.tools.evaluate import resolve_baseline
+    from fusion_monitor.tools.replay import load_params
+
+    suite = REPO / "scenarios" / "params" / "alerts.param.yaml"
+    params = resolve_baseline(load_params(suite), suite)
+    assert Path(params["health.attribution.baseline_file"]).is_file()
+    bad = tmp_path / "p.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    health:\n      attribution:\n        baseline_file: nope.yaml\n")
+    scen = write(tmp_path, "s", {"source": SIM})
+    assert main(["evaluate", str(scen), "--params", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err and not (tmp_path / "o" / "results.json").exists()
 
 
 def _scenario(expect, ignore=()):
