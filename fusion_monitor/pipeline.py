@@ -67,7 +67,7 @@ class PipelineConfig:
     model_package: str = ""
     backend: str = "auto"
     num_threads: int = 0
-    thread_spinning: bool = False
+    thread_spinning: bool = True
     score_threshold: float = 0.3
     lmd_enabled: bool = True
     trigger_sensor: str = ""
