@@ -304,7 +304,7 @@ class AttributionCheckConfig(_Group):
     collapse_warmup: int = _p(20, "without a baseline, a modality normally contributes when its windowed share over "
                               "its first this many live frames averaged at least 2 x min_share (only a modality "
                               "that contributed and stopped is called collapsed)", 1, 100000)
-    drift_block: int = _p(20, "frames averaged into one CUSUM sample (1 s at the 20 Hz LiDAR trigger; consecutive "
+    drift_block: int = _p(20, "frames averaged into one CUSUM sample (2 s at the default 10 Hz trigger; consecutive "
                           "frames are strongly correlated, block means much less)", 1, 100000)
     cusum_k: float = _p(1.0, "CUSUM reference value k (in baseline block-std units): shifts above 2 k block std are "
                         "what it looks for; drives differ by about 1 block std (scene), which k = 1 does not "
