@@ -166,7 +166,7 @@ def run_config(lmd: bool, args, env) -> dict:
     if args.model:
         node_cmd += ["--model", args.model]
     node_cmd += ["--ros-args", "-p", f"lmd.enabled:={'true' if lmd else 'false'}",
-                 "-p", f"trigger.rate_hz:={float(args.trigger_rate)}"]
+                 "-p", f"trigger.rate_hz:={float(args.trigger_rate)}", "-p", f"model.num_threads:={int(args.threads)}"]
     got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": []}
     listener = Node("fusion_monitor_bench_listener")
     listener.create_subscription(PointCloud2, f"{NODE}/detections", lambda m: got["det"].append(m), OUTPUT_QOS)
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model package (default: the shipped one); LMD off uses <package>_plain if present")
     ap.add_argument("--fake", action="store_true", help="fake pipeline (tests/ros/fake_pipeline.py): harness only")
     ap.add_argument("--lmd", choices=("both", "on", "off"), default="both")
+    ap.add_argument("--threads", type=int, default=0, help="node model.num_threads (default 0: backend default)")
     args = ap.parse_args(argv)
     env = _env()
     for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE"):
