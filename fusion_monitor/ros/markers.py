@@ -59,8 +59,8 @@ def _color(rgb: tuple[float, float, float], a: float) -> ColorRGBA:
 
 
 def _base(ns: str, id_: int, stamp_ns: int, frame_id: str, action: int = Marker.ADD) -> Marker:
-    # Every field below is set from values converted here (float/int/str), so the generated setters'
-    # per-field type assertions are skipped: they made marker building the costliest output step.
+    # Every field below is set from values converted here (float/int/str): the generated setters' per-field
+    # type assertions are skipped even when ROS_PYTHON_CHECK_FIELDS=1 turns them on for everything else.
     m = Marker(check_fields=False)
     m.header.stamp = stamp_msg(stamp_ns)
     m.header.frame_id = frame_id
