@@ -40,6 +40,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32MultiArray, Float64
@@ -203,25 +204,31 @@ class MonitorCore:
             f"configured: rig {self.rig.name} ({len(self.rig.sensors)} sensors), trigger {trig} at "
             f"{self.values['trigger.rate_hz']} Hz, LMD {'on' if self.values['lmd.enabled'] else 'off'}")
 
+    def _output_publisher(self, msg_type, topic: str):
+        """An output publisher without rclpy's default QoS-event handler: with ~30 outputs those handlers
+        cost the executor a third of its CPU per received message (measured: 11 % vs 8 % of a core at
+        160 msg/s). Subscriptions keep theirs, so an incompatible sensor QoS is still reported."""
+        return self.node.create_publisher(msg_type, topic, OUTPUT_QOS,
+                                          event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
     def activate(self) -> None:
         """Publishers, subscriptions, diagnostics timer, worker thread."""
         n = self.node
         self._pubs = {
-            "markers": n.create_publisher(MarkerArray, T.MARKERS, OUTPUT_QOS),
-            "detections": n.create_publisher(PointCloud2, T.DETECTIONS, OUTPUT_QOS),
-            "shares": n.create_publisher(Float32MultiArray, T.SHARES, OUTPUT_QOS),
-            "diagnostics": n.create_publisher(DiagnosticArray, T.DIAGNOSTICS, OUTPUT_QOS),
-            "processing_time_ms": n.create_publisher(Float64, T.PROCESSING_TIME, OUTPUT_QOS),
-            "pipeline_latency_ms": n.create_publisher(Float64, T.PIPELINE_LATENCY, OUTPUT_QOS),
+            "markers": self._output_publisher(MarkerArray, T.MARKERS),
+            "detections": self._output_publisher(PointCloud2, T.DETECTIONS),
+            "shares": self._output_publisher(Float32MultiArray, T.SHARES),
+            "diagnostics": self._output_publisher(DiagnosticArray, T.DIAGNOSTICS),
+            "processing_time_ms": self._output_publisher(Float64, T.PROCESSING_TIME),
+            "pipeline_latency_ms": self._output_publisher(Float64, T.PIPELINE_LATENCY),
         }
         for stage in T.KNOWN_STAGES:  # per-stage times (other stage names get a publisher on first use)
-            self._pubs[f"processing_time_ms/{stage}"] = n.create_publisher(
-                Float64, f"{T.PROCESSING_TIME}/{stage}", OUTPUT_QOS)
+            self._pubs[f"processing_time_ms/{stage}"] = self._output_publisher(Float64, f"{T.PROCESSING_TIME}/{stage}")
         for name in self.rig.sensors:
-            self._pubs[f"age_ms/{name}"] = n.create_publisher(Float64, T.sensor_age(name), OUTPUT_QOS)
+            self._pubs[f"age_ms/{name}"] = self._output_publisher(Float64, T.sensor_age(name))
         if self.values["output.bev_maps"]:
             for s, topic in T.ATTRIBUTION.items():
-                self._pubs[f"attribution/{s}"] = n.create_publisher(OccupancyGrid, topic, OUTPUT_QOS)
+                self._pubs[f"attribution/{s}"] = self._output_publisher(OccupancyGrid, topic)
         qos = sensor_qos(self.values["qos.sensor.reliability"], self.values["qos.sensor.depth"])
         for name, spec in self.rig.sensors.items():
             if spec.modality == "camera":
@@ -523,7 +530,7 @@ class MonitorCore:
                 continue
             key = f"processing_time_ms/{stage}"
             if key not in self._pubs:
-                self._pubs[key] = self.node.create_publisher(Float64, f"{T.PROCESSING_TIME}/{stage}", OUTPUT_QOS)
+                self._pubs[key] = self._output_publisher(Float64, f"{T.PROCESSING_TIME}/{stage}")
             self._publish(key, Float64(data=float(ms)))
         for sensor, age_ms in result.ages_ms.items():
             self._publish(f"age_ms/{sensor}", Float64(data=float(age_ms)))
