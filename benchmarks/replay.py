@@ -11,6 +11,7 @@ bag-seconds per wall-second per worker and the scaling; then one copy alone with
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -48,6 +49,18 @@ def _run(copies: list[str], out: Path, workers: int, threads: int, model: str | 
     return wall, sum(o.summary["bag_s"] for o in outcomes)
 
 
+def stage_means(out: Path) -> tuple[dict[str, float], int]:
+    """(mean ms per frame of each pipeline stage, frames) over every frames.jsonl under ``out``."""
+    sums: dict[str, float] = {}
+    n = 0
+    for f in out.rglob("frames.jsonl"):
+        for line in f.read_text().splitlines():
+            for k, v in json.loads(line).get("timings_ms", {}).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}, n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -59,6 +72,7 @@ def main() -> None:
     configs = [("fleet, 1 worker", 2, 1, 1), ("fleet, 2 workers", 2, 2, 1),
                (f"single bag, {cores} threads", 1, 1, cores)]
     rows = []
+    stages: dict[str, tuple[dict[str, float], int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         copies = []
         for k in range(2):
@@ -68,12 +82,19 @@ def main() -> None:
         for i, (label, n, workers, threads) in enumerate(configs):
             wall, bag_s = _run(copies[:n], Path(tmp) / f"out{i}", workers, threads, args.model)
             rows.append((label, n, workers, threads, wall, bag_s))
+            stages[label] = stage_means(Path(tmp) / f"out{i}")
     print(f"replay of a {args.seconds:.0f} s simulated nuScenes-rig drive, LMD on, default trigger rate; {cores} CPUs")
     print(f"{'configuration':<24} {'bags':>4} {'workers':>7} {'threads':>7} {'bag s':>6} {'wall s':>7} "
           f"{'x real time':>11} {'x per worker':>12}")
     for label, n, workers, threads, wall, bag_s in rows:
         print(f"{label:<24} {n:>4} {workers:>7} {threads:>7} {bag_s:>6.1f} {wall:>7.1f} {bag_s / wall:>11.2f} "
               f"{bag_s / wall / workers:>12.2f}")
+    # where a frame's time goes (the rest of wall time: reading, message conversion, output messages, MCAP)
+    for label, _n, workers, _threads, wall, _bag_s in rows:
+        st, frames = stages[label]
+        per_frame = wall * workers / max(frames, 1)
+        print(f"  {label}: {1e3 * per_frame:.0f} ms wall per frame per worker; pipeline stages (ms): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     one, two = rows[0], rows[1]
     print(f"speed-up 1 -> 2 workers (one inference thread each): {one[4] / two[4]:.2f}x (target >= 1.7x); "
           f"per worker {two[5] / two[4] / 2:.2f}x real time with 2 workers, {one[5] / one[4]:.2f}x alone "
