@@ -1,7 +1,8 @@
 """Every output topic of the node for one FrameResult, as (topic, rclpy message) pairs.
 
 The live node publishes these; the offline replay records them into monitor.mcap, so a review bag
-holds exactly what the node would have published (source stamps and frames)."""
+holds exactly what the node would have published (source stamps and frames). Serialise them with
+:func:`fusion_monitor.ros.record.serialize` (what ``McapRecorder.write`` does; a publisher takes its bytes too)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,14 @@ class FrameOutputs:
         self.class_names = class_names
         self.min_score, self.lifetime_s, self.bev_maps = min_score, marker_lifetime_s, bev_maps
         self.markers = MarkerBuilder()
+        self._topics: dict[tuple[str, str, str], str] = {}
 
     def topic(self, name: str) -> str:
-        return topics.resolve(name, self.node_name, self.namespace)
+        key = (name, self.node_name, self.namespace)
+        resolved = self._topics.get(key)
+        if resolved is None:
+            resolved = self._topics[key] = topics.resolve(name, self.node_name, self.namespace)
+        return resolved
 
     def messages(self, result: FrameResult, latency_ms: float | None = None) -> list[tuple[str, object]]:
         out: list[tuple[str, object]] = [
