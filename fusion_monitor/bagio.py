@@ -71,6 +71,7 @@ class BagSource:
     path: Path
     files: list[Path]
     topics: dict[str, str] = field(default_factory=dict)  # topic -> msgtype
+    qos: dict[str, str] = field(default_factory=dict)  # topic -> offered_qos_profiles as recorded (YAML)
     problems: list[str] = field(default_factory=list)
     last_good_ns: int | None = None
 
@@ -113,6 +114,8 @@ class BagSource:
                 elif isinstance(rec, Channel):
                     channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
                     self.topics.setdefault(rec.topic, channels[rec.id][1])
+                    if rec.metadata.get("offered_qos_profiles"):
+                        self.qos.setdefault(rec.topic, rec.metadata["offered_qos_profiles"])
                 elif isinstance(rec, Message) and rec.channel_id in channels:
                     topic, msgtype = channels[rec.channel_id]
                     count, last_ns = count + 1, rec.log_time
@@ -122,6 +125,11 @@ class BagSource:
         try:
             con = sqlite3.connect(f"file:{f}?mode=ro", uri=True)
             topics = {tid: (name, typ) for tid, name, typ in con.execute("SELECT id, name, type FROM topics")}
+            columns = {row[1] for row in con.execute("PRAGMA table_info(topics)")}
+            if "offered_qos_profiles" in columns:
+                for name, qos in con.execute("SELECT name, offered_qos_profiles FROM topics"):
+                    if qos:
+                        self.qos.setdefault(name, qos)
         except sqlite3.DatabaseError as e:
             self._broke(f, "0 messages", e)
             return

@@ -14,6 +14,7 @@ subclass, another ROS distribution's fields - raises inside it and the message g
 
 from __future__ import annotations
 
+import os
 import struct
 from array import array
 from pathlib import Path
@@ -25,6 +26,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from fusion_monitor.bagio import typestore
 from fusion_monitor.ros.markers import FAST_PATH, slots_are
+from fusion_monitor.ros.qos import OUTPUT_QOS, playback_qos
 
 try:
     from visualization_msgs.msg import UVCoordinate
@@ -247,21 +249,50 @@ def msgtype_of(msg) -> str:
     return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
 
 
+def offered_qos_yaml(profiles) -> str:
+    """``offered_qos_profiles`` of an MCAP channel, in the form rosbag2 reads from a file whose ``rosbag2``
+    metadata record has no serialized metadata (bag metadata version 8: policies as rmw's integers).
+
+    ``profiles``: rclpy QoSProfiles, rosbags ``Qos`` tuples, or a recorded YAML string (either version)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    from rosbags.rosbag2.metadata import dump_qos_v8, parse_qos
+
+    if isinstance(profiles, str):
+        profiles = parse_qos(profiles)
+    zero = QosTime(sec=0, nsec=0)
+    out = []
+    for q in profiles or ():
+        if not isinstance(q, Qos):  # an rclpy QoSProfile: rmw's enum values are rosbag2's integers
+            q = Qos(history=QosHistory(int(q.history)), depth=int(q.depth), reliability=QosReliability(int(q.reliability)),
+                    durability=QosDurability(int(q.durability)), deadline=zero, lifespan=zero,
+                    liveliness=QosLiveliness(int(q.liveliness)), liveliness_lease_duration=zero,
+                    avoid_ros_namespace_conventions=bool(q.avoid_ros_namespace_conventions))
+        out.append(q)
+    return dump_qos_v8(out)
+
+
 class McapRecorder:
-    """Append-only MCAP writer; `close()` (or the context manager) finalises the file."""
+    """Append-only MCAP writer; `close()` (or the context manager) finalises the file.
+
+    Every channel carries its offered QoS (``offered_qos_profiles``), so ``ros2 bag play`` offers what the
+    node offered: the outputs as the node publishes them (:data:`OUTPUT_QOS`), recorded input topics as
+    their source bag recorded them. A ``rosbag2`` metadata record names the ROS distribution."""
 
     def __init__(self, path: str | Path, *, compression: bool = True):
         self.path = Path(path)
         self._fh = open(self.path, "wb")
         self._writer = Writer(self._fh, compression=CompressionType.ZSTD if compression else CompressionType.NONE)
         self._writer.start(profile="ros2", library="fusion_monitor")
+        # no serialized bag metadata: rosbag2 then reads the channels' QoS as version 8 (integer policies)
+        self._writer.add_metadata("rosbag2", {"ROS_DISTRO": os.environ.get("ROS_DISTRO") or "kilted",
+                                              "serialized_metadata": ""})
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._seq: dict[str, int] = {}
         self.count = 0
         self.closed = False
 
-    def _channel(self, topic: str, msgtype: str) -> int:
+    def _channel(self, topic: str, msgtype: str, qos=None) -> int:
         ch = self._channels.get(topic)
         if ch is not None:
             return ch
@@ -271,13 +302,16 @@ class McapRecorder:
             sid = self._writer.register_schema(name=msgtype, encoding="ros2msg", data=text.encode())
             self._schemas[msgtype] = sid
         ch = self._writer.register_channel(topic=topic, message_encoding="cdr", schema_id=sid,
-                                           metadata={"offered_qos_profiles": ""})
+                                           metadata={"offered_qos_profiles": offered_qos_yaml(qos)
+                                                     or offered_qos_yaml([playback_qos(topic, msgtype)])})
         self._channels[topic] = ch
         return ch
 
-    def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
-        """Record already-serialised CDR bytes (e.g. the input topics of a replayed bag)."""
-        ch = self._channel(topic, msgtype)
+    def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int, qos=None) -> None:
+        """Record already-serialised CDR bytes (e.g. the input topics of a replayed bag). ``qos``: the topic's
+        offered QoS as recorded (see :func:`offered_qos_yaml`); without it, what ``fusion-monitor play`` offers
+        for an unrecorded topic (sensor data best effort, /tf_static transient local, else reliable)."""
+        ch = self._channel(topic, msgtype, qos)
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
         self._writer.add_message(channel_id=ch, log_time=int(log_time_ns), publish_time=int(log_time_ns),
@@ -286,7 +320,7 @@ class McapRecorder:
 
     def write(self, topic: str, msg, log_time_ns: int) -> None:
         """Record an rclpy message."""
-        self.write_raw(topic, msgtype_of(msg), serialize(msg), log_time_ns)
+        self.write_raw(topic, msgtype_of(msg), serialize(msg), log_time_ns, qos=[OUTPUT_QOS])
 
     def close(self) -> None:
         if not self.closed:

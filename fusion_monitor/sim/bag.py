@@ -202,13 +202,17 @@ def _add_connections(w, ts, rig) -> dict:
     """Connections by sensor name (cameras: name and name + "/info") and "/tf_static"."""
     conns = {"/tf_static": w.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=ts,
                                             offered_qos_profiles=[_qos("TRANSIENT_LOCAL", "RELIABLE")])}
+    sensor = [_qos("VOLATILE", "BEST_EFFORT")]  # what sensor drivers offer (sensor-data QoS), as ros2 bag records it
     for s in rig.sensors.values():
         if s.modality == "camera":
-            conns[s.name] = w.add_connection(s.topic, "sensor_msgs/msg/CompressedImage", typestore=ts)
+            conns[s.name] = w.add_connection(s.topic, "sensor_msgs/msg/CompressedImage", typestore=ts,
+                                             offered_qos_profiles=sensor)
             info_topic = s.camera_info_topic or f"/{s.name}/camera_info"
-            conns[s.name + "/info"] = w.add_connection(info_topic, "sensor_msgs/msg/CameraInfo", typestore=ts)
+            conns[s.name + "/info"] = w.add_connection(info_topic, "sensor_msgs/msg/CameraInfo", typestore=ts,
+                                                       offered_qos_profiles=sensor)
         else:
-            conns[s.name] = w.add_connection(s.topic, "sensor_msgs/msg/PointCloud2", typestore=ts)
+            conns[s.name] = w.add_connection(s.topic, "sensor_msgs/msg/PointCloud2", typestore=ts,
+                                             offered_qos_profiles=sensor)
     return conns
 
 

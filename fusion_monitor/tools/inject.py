@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from rosbags.rosbag2.metadata import parse_qos
 
 from fusion_monitor.bagio import BagError, deserialize, open_bag, typestore
 from fusion_monitor.sensors.faults import FaultInjector, FaultSpecError, parse_fault_spec
@@ -101,7 +102,12 @@ def inject_bag(bag: str | Path, out: str | Path, spec, *, rig: Rig | None = None
         def conn(topic, typ):
             key = (topic, typ)
             if key not in conns:
-                conns[key] = writer.add_connection(topic, typ, typestore=ts)
+                # the source's offered QoS as recorded (a player offers the same; an unknown form: none)
+                try:
+                    offered = parse_qos(src.qos.get(topic, ""))
+                except Exception:  # noqa: BLE001 - unreadable QoS text is not worth failing the injection
+                    offered = []
+                conns[key] = writer.add_connection(topic, typ, typestore=ts, offered_qos_profiles=offered)
             return conns[key]
 
         def handle(raw):

@@ -184,7 +184,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, *, params: dict | None = No
                     bar = _Progress(_duration_s(src), bag.name, progress)
                 now_ns = raw.log_time_ns
                 if with_inputs:
-                    recorder.write_raw(raw.topic, raw.msgtype, raw.data, raw.log_time_ns)
+                    recorder.write_raw(raw.topic, raw.msgtype, raw.data, raw.log_time_ns, qos=src.qos.get(raw.topic))
                 if bar is not None:
                     bar.update((now_ns - t0_ns) / 1e9)
                 target = topics.get(raw.topic)

@@ -69,3 +69,18 @@ def test_long_inline_fault_spec_is_read_as_yaml_not_a_path():
 
     spec = "- {fault: camera_blackout, sensor: CAM_FRONT, start_s: 1, end_s: 2, severity: 3, note: " + "x" * 5000 + "}"
     assert load_fault_spec(spec)[0]["fault"] == "camera_blackout"  # longer than any file name: no OSError
+
+
+def test_injected_bag_keeps_the_offered_qos_of_the_source(sim_bag, faulted_bag):
+    """A player offers what the faulted bag recorded: sensor data best effort, /tf_static transient local."""
+    from rosbags.highlevel import AnyReader
+
+    def qos(bag):
+        with AnyReader([bag]) as reader:
+            return {c.topic: [(q.reliability.name, q.durability.name) for q in c.ext.offered_qos_profiles]
+                    for c in reader.connections}
+
+    before, after = qos(sim_bag), qos(faulted_bag)
+    assert after == before
+    assert after["/LIDAR_TOP"] == [("BEST_EFFORT", "VOLATILE")]
+    assert after["/tf_static"] == [("RELIABLE", "TRANSIENT_LOCAL")]

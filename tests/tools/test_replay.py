@@ -92,6 +92,31 @@ def test_review_bag_readable_by_rosbags_and_mcap(replayed):
 
 
 @pytest.mark.slow
+def test_review_bag_offers_the_qos_of_the_node_and_of_the_source_bag(replayed, faulted_bag):
+    """`ros2 bag play monitor.mcap` must offer what the node offered (outputs reliable, volatile) and the input
+    topics as recorded (sensor data best effort, /tf_static transient local, so late subscribers get it)."""
+    out, _ = replayed
+    with AnyReader([out / "monitor.mcap"]) as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    with AnyReader([faulted_bag]) as reader:
+        source = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    for topic in NODE_TOPICS:
+        (q,) = qos[topic]
+        assert (q.reliability.name, q.durability.name, q.history.name, q.depth) == \
+            ("RELIABLE", "VOLATILE", "KEEP_LAST", 10), topic
+    assert qos["/LIDAR_TOP"][0].reliability.name == "BEST_EFFORT"
+    assert qos["/tf_static"][0].durability.name == "TRANSIENT_LOCAL"
+    for topic, recorded in source.items():
+        if topic in qos and recorded:
+            assert [(q.reliability, q.durability, q.depth) for q in qos[topic]] == \
+                [(q.reliability, q.durability, q.depth) for q in recorded], topic
+    # rosbag2 reads these integer policies because the file's rosbag2 record has no serialized metadata
+    with open(out / "monitor.mcap", "rb") as f:
+        records = {m.name: m.metadata for m in make_reader(f).iter_metadata()}
+    assert records["rosbag2"]["serialized_metadata"] == "" and records["rosbag2"]["ROS_DISTRO"]
+
+
+@pytest.mark.slow
 def test_report_written(replayed):
     out, _ = replayed
     html = (out / "report.html").read_text()
