@@ -393,6 +393,11 @@ class AttributionChecker:
         if not live:
             return CheckResult(Level.OK, f"{m} masked (no data): contribution not judged", v)
         normally, ref = self._normally_contributes(m, s, kind, share)
+        if share < c.min_share and normally and base is not None and c.collapse_z > 0:
+            # the dip must also be unusual for this modality: collapse_z std of a len(dq)-frame mean below baseline
+            z_window = (share - base[0]) / self.baseline.block_sd(f"{kind}.{m}", len(dq))
+            v.update(z_window=fmt(z_window), z_bound=f"<= -{c.collapse_z:g}")
+            normally = z_window <= -c.collapse_z
         if share < c.min_share and normally:
             return CheckResult(Level.ERROR, f"modality collapse: {m} delivers data but contributes {share:.1%} of the "
                                f"{'detections' if kind == 'det' else 'BEV'}{ref}", v)

@@ -300,6 +300,10 @@ class AttributionCheckConfig(_Group):
                           "ERROR (modality collapse; the reference detector's LiDAR share dips to 4 % of the "
                           "detections on nominal simulated drives)", 0.0, 1.0)
     window: int = _p(10, "frames averaged by the collapse and contradiction checks", 1, 100000)
+    collapse_z: float = _p(3.0, "with a baseline, a windowed share under min_share is a collapse only when it is also "
+                           "at least this many std of a window mean below the baseline mean (a modality whose share "
+                           "varies a lot from scene to scene, e.g. radar with few moving targets, dips under "
+                           "min_share on nominal drives); 0: the share alone decides", 0.0, 1000.0)
     z_warn: float = _p(4.0, "|windowed share - baseline mean| / baseline std that raises WARN", 0.0, 1000.0)
     collapse_warmup: int = _p(20, "without a baseline, a modality normally contributes when its windowed share over "
                               "its first this many live frames averaged at least 2 x min_share (only a modality "

@@ -101,6 +101,37 @@ def test_modality_collapse_while_sensor_delivers_is_error(baseline):
     assert out["lidar"]["contribution"].level == Level.OK
 
 
+def test_a_dip_within_the_modalitys_own_variability_is_not_a_collapse():
+    """Radar's share swings with the scene (few moving targets: near zero). A baseline that saw such swings does
+    not call a dip under min_share a collapse; a dip far outside them still is."""
+    rng = np.random.default_rng(12)
+
+    def frame(radar):
+        dets = [{"camera": 0.3, "lidar": 0.5, "radar": radar + rng.normal(0, 0.01), "bias": 0.1} for _ in range(6)]
+        return dets, [0.8] * 6, None
+
+    # nominal: radar share 0.12 on average, whole stretches of drive at 0.01-0.03 or 0.25
+    levels = np.repeat(rng.choice([0.01, 0.05, 0.12, 0.2, 0.25], size=30), 20)
+    frames = [frame_statistics(frame(x)[0], MODS) for x in levels]
+    swinging = fit_baseline(frames, "ref-model@abc123", SENSORS, MODS)
+    assert swinging.mean["det.radar"] >= 2 * AttributionCheckConfig().min_share
+    ch = AttributionChecker(MODS, baseline=swinging)
+    for _ in range(30):
+        out = ch.update(*frame(0.02))
+    r = out["radar"]["contribution"]
+    assert r.level != Level.ERROR and float(r.values["z_window"]) > -3, r.message
+    steady = fit_baseline([frame_statistics(frame(0.12)[0], MODS) for _ in range(600)], "ref-model@abc123",
+                          SENSORS, MODS)
+    ch = AttributionChecker(MODS, baseline=steady)
+    for _ in range(30):
+        out = ch.update(*frame(0.02))
+    assert out["radar"]["contribution"].level == Level.ERROR
+    strict = AttributionChecker(MODS, AttributionCheckConfig(collapse_z=0.0), baseline=swinging)
+    for _ in range(30):
+        out = strict.update(*frame(0.02))
+    assert out["radar"]["contribution"].level == Level.ERROR  # collapse_z 0: the share alone decides
+
+
 def test_masked_modality_is_not_called_collapsed(baseline):
     rng = np.random.default_rng(3)
     ch = AttributionChecker(MODS, baseline=baseline)
