@@ -167,6 +167,8 @@ def run_config(lmd: bool, args, env) -> dict:
         node_cmd += ["--model", args.model]
     node_cmd += ["--ros-args", "-p", f"lmd.enabled:={'true' if lmd else 'false'}",
                  "-p", f"trigger.rate_hz:={float(args.trigger_rate)}", "-p", f"model.num_threads:={int(args.threads)}"]
+    for kv in args.param:
+        node_cmd += ["-p", kv]
     got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": []}
     listener = Node("fusion_monitor_bench_listener")
     listener.create_subscription(PointCloud2, f"{NODE}/detections", lambda m: got["det"].append(m), OUTPUT_QOS)
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fake", action="store_true", help="fake pipeline (tests/ros/fake_pipeline.py): harness only")
     ap.add_argument("--lmd", choices=("both", "on", "off"), default="both")
     ap.add_argument("--threads", type=int, default=0, help="node model.num_threads (default 0: backend default)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="any other node parameter (repeatable), e.g. model.thread_spinning:=false")
     args = ap.parse_args(argv)
     env = _env()
     for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE"):
