@@ -239,6 +239,21 @@ class LidarCheckConfig(_Group):
     outlier_warn: float = _p(0.001, "below-ground outlier fraction that raises WARN (crosstalk, solar noise)",
                              0.0, 1.0)
     outlier_error: float = _p(0.005, "below-ground outlier fraction that raises ERROR", 0.0, 1.0)
+    ground_min_range_m: float = _p(3.0, "inner horizontal radius (m) of the ground-plane fit", 0.0, 100.0)
+    ground_max_range_m: float = _p(20.0, "outer horizontal radius (m) of the ground-plane fit (lowest return per cell)",
+                                   0.1, 200.0)
+    ground_cell_m: float = _p(1.0, "cell edge (m) of the ground-plane fit", 0.05, 10.0)
+    ground_warmup: int = _p(10, "sweeps averaged into the first ground-plane reference", 1, 10000)
+    ground_reference_alpha: float = _p(0.1, "EMA weight of a steady sweep in the ground-plane reference: it follows "
+                                       "road grade (a grade change of 0.05 deg per sweep lags by 0.5 deg), while a "
+                                       "mount that moved is a step, and the reference freezes while a step is "
+                                       "reported", 0.0, 1.0)
+    ground_height_warn_m: float = _p(0.15, "ground-plane height step (m, at the base origin) that raises WARN "
+                                     "(extrinsic drift; nominal sweeps vary by under 0.03 m)", 0.0, 100.0)
+    ground_height_error_m: float = _p(0.3, "ground-plane height step that raises ERROR", 0.0, 100.0)
+    ground_tilt_warn_deg: float = _p(1.0, "ground-plane tilt step (deg) that raises WARN (hard braking pitches a car "
+                                     "by about 1 deg)", 0.0, 90.0)
+    ground_tilt_error_deg: float = _p(2.0, "ground-plane tilt step that raises ERROR", 0.0, 90.0)
     intensity_warn: float = _p(6.0, "mean intensity (0..255) below which the LiDAR is WARN", 0.0, 255.0)
     intensity_error: float = _p(2.5, "mean intensity below which the LiDAR is ERROR", 0.0, 255.0)
 
@@ -249,6 +264,9 @@ class LidarCheckConfig(_Group):
         self._order("visibility_error_m", "visibility_warn_m", strict=False)
         self._order("intensity_error", "intensity_warn", strict=False)
         self._order("fog_shell_min_m", "fog_shell_max_m")
+        self._order("ground_min_range_m", "ground_max_range_m")
+        self._order("ground_height_warn_m", "ground_height_error_m", strict=False)
+        self._order("ground_tilt_warn_deg", "ground_tilt_error_deg", strict=False)
         self._order("fog_shell_warn", "fog_shell_error", strict=False)
         self._order("outlier_warn", "outlier_error", strict=False)
         ego_box(self.ego_box_m)

@@ -15,7 +15,7 @@ from fusion_monitor.health.config import LidarCheckConfig, ego_box
 from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks a :class:`LidarChecker` reports, in order.
-LIDAR_CHECKS = ("point_count", "blockage", "beams", "near_clutter", "outliers", "visibility", "intensity")
+LIDAR_CHECKS = ("point_count", "blockage", "beams", "near_clutter", "outliers", "visibility", "intensity", "ground")
 
 
 def lidar_columns(points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -85,6 +85,48 @@ def isolated_count(x: np.ndarray, y: np.ndarray, z: np.ndarray, voxel_m: float, 
     return int(np.count_nonzero(counts[inverse] <= max_per_voxel))
 
 
+def ground_plane(bx: np.ndarray, by: np.ndarray, bz: np.ndarray, r_min: float, r_max: float, cell_m: float,
+                 min_cells: int = 30) -> tuple[np.ndarray, int] | None:
+    """Ground plane z = a x + b y + c (base frame) around the vehicle: the lowest return of every ``cell_m`` cell
+    between ``r_min`` and ``r_max`` m, fitted by least squares with residual trimming (objects, kerbs and walls
+    leave). Returns ((a, b, c), cells kept), or None with fewer than ``min_cells`` cells."""
+    h2 = bx * bx + by * by
+    sel = (h2 > np.float32(r_min * r_min)) & (h2 < np.float32(r_max * r_max))
+    if np.count_nonzero(sel) < min_cells:
+        return None
+    n = int(np.ceil(2 * r_max / cell_m)) + 2
+    inv = np.float32(1.0 / cell_m)
+    key = (np.floor((bx[sel] + np.float32(r_max)) * inv).astype(np.int64) * n
+           + np.floor((by[sel] + np.float32(r_max)) * inv).astype(np.int64))
+    order = np.argsort(key)
+    k = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    if len(starts) < min_cells:
+        return None
+    gz = np.minimum.reduceat(bz[sel][order], starts).astype(np.float64)  # lowest return per cell
+    cells = k[starts]
+    gx = (cells // n + 0.5) * cell_m - r_max  # cell centres
+    gy = (cells % n + 0.5) * cell_m - r_max
+    A = np.stack([gx, gy, np.ones_like(gx)], 1)
+    keep = np.ones(len(gz), bool)
+    coef = np.zeros(3)
+    for _ in range(3):
+        if np.count_nonzero(keep) < min_cells:
+            return None
+        coef = np.linalg.lstsq(A[keep], gz[keep], rcond=None)[0]
+        res = np.abs(gz - A @ coef)
+        keep = res < max(0.15, 2.5 * float(np.median(res[keep])))
+    return coef, int(np.count_nonzero(keep))
+
+
+def _plane_change(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(height change at the base origin in m, angle between the plane normals in deg)."""
+    n0 = np.array([-ref[0], -ref[1], 1.0])
+    n1 = np.array([-cur[0], -cur[1], 1.0])
+    cosang = float(n0 @ n1 / (np.linalg.norm(n0) * np.linalg.norm(n1)))
+    return float(cur[2] - ref[2]), float(np.degrees(np.arccos(min(1.0, cosang))))
+
+
 def _wrap(deg: float) -> float:
     return (deg + 180.0) % 360.0 - 180.0
 
@@ -114,6 +156,8 @@ class LidarChecker:
         self._counts: deque[int] = deque(maxlen=self.config.count_history)
         self._ref: np.ndarray | None = None  # (2, bins) per-bin count reference: ground, sky
         self._ring_ref: np.ndarray | None = None
+        self._plane_ref: np.ndarray | None = None  # (a, b, c) of the ground plane seen so far
+        self._plane_seen = 0
 
     def update(self, points: np.ndarray) -> dict[str, CheckResult]:
         """Run every LiDAR check on one sweep (points in the sensor frame); returns check -> result."""
@@ -138,6 +182,7 @@ class LidarChecker:
             "outliers": self._outliers(bx[valid], by[valid], bz[valid]),
             "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None, bz[scene]),
             "intensity": self._intensity(inten[scene] if inten is not None else None),
+            "ground": self._ground(bx[scene], by[scene], bz[scene]),
         }
 
     def _count(self, n: int) -> CheckResult:
@@ -299,3 +344,36 @@ class LidarChecker:
         if m < c.intensity_warn:
             return CheckResult(Level.WARN, f"intensity low (mean {m:.1f})", v)
         return CheckResult(Level.OK, f"mean intensity {m:.1f}", v)
+
+    def _ground(self, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> CheckResult:
+        """The ground plane around the vehicle against the one this LiDAR showed before: a step in its height or
+        tilt is the LiDAR's mount or calibration moving (extrinsic drift), which no count statistic sees. Judged
+        against the sensor's own history, not against z = 0, so sloped roads and a rig whose ground is not exactly
+        at z = 0 are nominal; slow changes (road grade) are followed by the reference."""
+        c = self.config
+        v = {"value": "nan", "bound": f"height step <= {c.ground_height_warn_m:g} m, tilt step <= "
+                                      f"{c.ground_tilt_warn_deg:g} deg"}
+        fit = ground_plane(bx, by, bz, c.ground_min_range_m, c.ground_max_range_m, c.ground_cell_m)
+        if fit is None:
+            return CheckResult(Level.OK, "too little ground in view: not judged", v)
+        plane, cells = fit
+        v.update(height_m=fmt(plane[2], 3), slope_deg=fmt(float(np.degrees(np.arctan(np.hypot(*plane[:2])))), 2),
+                 cells=str(cells))
+        if self._plane_ref is None or self._plane_seen < c.ground_warmup:
+            n = self._plane_seen
+            self._plane_ref = plane if self._plane_ref is None else (self._plane_ref * n + plane) / (n + 1)
+            self._plane_seen += 1
+            return CheckResult(Level.OK, f"ground plane reference forming ({self._plane_seen}/{c.ground_warmup})", v)
+        dh, dang = _plane_change(self._plane_ref, plane)
+        v.update(value=fmt(max(abs(dh) / c.ground_height_warn_m, dang / c.ground_tilt_warn_deg), 3),
+                 height_step_m=fmt(dh, 3), tilt_step_deg=fmt(dang, 2))
+        where = (f"ground plane moved {dh:+.2f} m in height and {dang:.1f} deg in tilt against this LiDAR's reference "
+                 "(mount or extrinsic calibration moved?)")
+        if abs(dh) > c.ground_height_error_m or dang > c.ground_tilt_error_deg:
+            return CheckResult(Level.ERROR, where, {**v, "bound": f"height step <= {c.ground_height_error_m:g} m, tilt "
+                                                                 f"step <= {c.ground_tilt_error_deg:g} deg"})
+        if abs(dh) > c.ground_height_warn_m or dang > c.ground_tilt_warn_deg:
+            return CheckResult(Level.WARN, where, v)
+        a = c.ground_reference_alpha
+        self._plane_ref = (1 - a) * self._plane_ref + a * plane
+        return CheckResult(Level.OK, f"ground plane steady ({dh:+.2f} m, {dang:.1f} deg)", v)

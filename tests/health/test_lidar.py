@@ -156,3 +156,68 @@ def test_sky_only_loss_listed_and_alerted_only_when_enabled(lidar_sweep, T):
     assert off.level == Level.OK and "upper_beams_empty_deg" in off.values
     assert on.level == Level.WARN and on.values["elevation"] == "sky"  # never ERROR on upper beams alone
     assert abs(float(on.values["azimuth_center_deg"]) + 60) <= 15
+
+
+def _jittered(sweep, rng):
+    """The sweep as a repeated real scan looks: 3 % dropout, 1 cm noise, +-0.2 deg yaw."""
+    keep = sweep[rng.random(len(sweep)) >= 0.03].copy()
+    keep[:, :3] += rng.normal(0, 0.01, (len(keep), 3)).astype(np.float32)
+    a = np.radians(rng.uniform(-0.2, 0.2))
+    x, y = keep[:, 0].copy(), keep[:, 1].copy()
+    keep[:, 0], keep[:, 1] = np.cos(a) * x - np.sin(a) * y, np.sin(a) * x + np.cos(a) * y
+    return keep
+
+
+def _ground_after(sweep, T, fault=None, seed=0, warm=12, **kw):
+    rng = np.random.default_rng(100 + seed)
+    ch = LidarChecker("LIDAR_TOP", T_base_sensor=T)
+    for _ in range(warm):
+        assert ch.update(_jittered(sweep, rng))["ground"].level == Level.OK
+    data = _jittered(sweep, rng)
+    if fault is not None:
+        data = fault(data, np.random.default_rng(seed), **kw)
+    return ch.update(data)["ground"]
+
+
+@pytest.fixture(scope="module")
+def sim_sweep():
+    from fusion_monitor.sim import make_world, render_frame
+
+    return render_frame(make_world(404, 4.0), 1.0).lidar
+
+
+@pytest.mark.parametrize("which", ["real", "sim"])
+def test_ground_plane_step_catches_extrinsic_drift(request, T, which):
+    """A LiDAR whose mount moved by 3 deg / 50 cm (S1 level 5, random axis) shifts the ground plane it sees;
+    count, blockage and clutter statistics do not change. Nominal jittered scans stay OK."""
+    sweep = request.getfixturevalue("lidar_sweep" if which == "real" else "sim_sweep")
+    for seed in range(5):
+        r = _ground_after(sweep, T, seed=seed)
+        assert r.level == Level.OK, r.message
+        assert abs(float(r.values["height_step_m"])) < 0.05 and float(r.values["tilt_step_deg"]) < 0.4
+    levels = [_ground_after(sweep, T, lambda d, g: F.lidar_extrinsic_drift(d, 5, g), seed=s) for s in range(10)]
+    assert sum(r.level >= Level.WARN for r in levels) >= 8, [r.values for r in levels]
+    assert all("ground plane moved" in r.message for r in levels if r.level)
+    small = [_ground_after(sweep, T, lambda d, g: F.lidar_extrinsic_drift(d, 1, g), seed=s) for s in range(5)]
+    assert all(r.level == Level.OK for r in small), [r.message for r in small]
+
+
+def test_ground_reference_follows_a_slow_grade_change_but_not_a_step(lidar_sweep, T):
+    """Road grade changing 0.05 deg per sweep is followed; the same total change at once is a step."""
+    rng = np.random.default_rng(7)
+    ch = LidarChecker("LIDAR_TOP", T_base_sensor=T)
+
+    def pitched(deg):
+        d = _jittered(lidar_sweep, rng)
+        a = np.radians(deg)
+        x, z = d[:, 0].copy(), d[:, 2].copy()
+        d[:, 0], d[:, 2] = np.cos(a) * x + np.sin(a) * z, -np.sin(a) * x + np.cos(a) * z
+        return d
+
+    for _ in range(12):
+        ch.update(pitched(0.0))
+    for k in range(60):
+        r = ch.update(pitched(0.05 * k))["ground"]
+        assert r.level == Level.OK, (k, r.message)
+    r = ch.update(pitched(0.05 * 59 + 2.5))["ground"]
+    assert r.level == Level.ERROR and "tilt" in r.message
