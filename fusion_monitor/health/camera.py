@@ -431,11 +431,15 @@ class CameraChecker:
         blocked = (np.sum(self._cell_hist, axis=0) >= c.occlusion_persist_count) & soft_now
         n = int(blocked.sum())
         total = blocked.size
-        v = {"value": str(n), "bound": f"0 of {total} cells", "soft_cells_now": str(int(soft_now.sum())),
+        v = {"value": str(n), "bound": f"< {c.occlusion_warn_cells} of {total} cells",
+             "soft_cells_now": str(int(soft_now.sum())),
              "near_object_cells": str(int(explained.sum())),
              "persistence": f">= {c.occlusion_persist_count} of {c.occlusion_persist_frames} frames"}
         if n == 0:
             return CheckResult(Level.OK, "no blocked region", v)
+        if n < c.occlusion_warn_cells:
+            return CheckResult(Level.OK, f"{n} blocked cell(s), below the bound",
+                               {**v, "bound": f"< {c.occlusion_warn_cells} cells"})
         if st.mean < c.dark_threshold and n > total // 2:
             return CheckResult(Level.OK, "occlusion not judged (whole image dark: see exposure)", v)
         word, box = region_text(blocked, w_px, h_px)

@@ -138,8 +138,9 @@ class CameraCheckConfig(_Group):
                             0.0, 1.0)
     frozen_frames_warn: int = _p(2, "consecutive frozen frames that raise WARN", 1, 10000)
     frozen_frames_error: int = _p(5, "consecutive frozen frames that raise ERROR", 1, 10000)
-    grid_rows: int = _p(4, "rows of the occlusion grid", 1, 32)
-    grid_cols: int = _p(4, "columns of the occlusion grid", 1, 32)
+    grid_rows: int = _p(8, "rows of the occlusion grid (8 x 8: a blob of a fifth of the image covers several whole "
+                        "cells wherever it sits; on a 4 x 4 grid one centred on a cell corner covered none)", 1, 32)
+    grid_cols: int = _p(8, "columns of the occlusion grid", 1, 32)
     occlusion_sharpness_ratio: float = _p(0.1, "a grid cell whose sharpness ratio (to its own running baseline) is "
                                           "below this fraction of the 80th-percentile cell ratio counts as blocked "
                                           "(a local, not global, loss)", 0.0, 1.0)
@@ -151,7 +152,9 @@ class CameraCheckConfig(_Group):
                                          0.0, 1.0)
     occlusion_min_cell_samples: int = _p(24, "minimum samples along each side of an occlusion grid cell; the cells use "
                                          "a finer stride than the global checks when the image is small", 3, 1000)
-    occlusion_error_cells: int = _p(4, "blocked cells that raise ERROR (one or more raise WARN)", 1, 1024)
+    occlusion_warn_cells: int = _p(2, "blocked cells that raise WARN (a single 1/64 cell is within the noise of "
+                                   "nominal drives)", 1, 1024)
+    occlusion_error_cells: int = _p(16, "blocked cells that raise ERROR (16 of 64: a quarter of the view)", 1, 1024)
     occlusion_persist_frames: int = _p(24, "frames n of the per-cell persistence window: lens dirt stays in the same "
                                        "cells while the camera moves, a flat object or a plain stretch of facade "
                                        "passes (24 = 2 s at 12 Hz)", 1, 1000)
@@ -185,6 +188,7 @@ class CameraCheckConfig(_Group):
         self._order("noise_ratio", "noise_ratio_error", strict=False)
         self._order("haze_shift", "haze_error_shift", strict=False)
         self._order("occlusion_persist_count", "occlusion_persist_frames", strict=False)
+        self._order("occlusion_warn_cells", "occlusion_error_cells", strict=False)
 
 
 @dataclass(frozen=True)

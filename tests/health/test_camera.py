@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from health_synthetic import textured_image
 
-from fusion_monitor.health import CameraChecker, DebounceConfig, Debouncer, Level
+from fusion_monitor.health import CameraCheckConfig, CameraChecker, DebounceConfig, Debouncer, Level
 from fusion_monitor.health.camera import CAMERA_CHECKS
 from fusion_monitor.sensors import faults as F
 
@@ -162,10 +162,14 @@ def test_lasting_scene_change_is_absorbed_by_the_baseline():
     assert CameraCheckConfig().baseline_alpha_degraded > 0
 
 
-def context(near_columns=(False,) * 4, covered=True, near_cells=None):
+G = CameraCheckConfig().grid_rows  # the default occlusion grid is G x G
+assert CameraCheckConfig().grid_cols == G
+
+
+def context(near_columns=(False,) * G, covered=True, near_cells=None):
     from fusion_monitor.health.crossmodal import CameraContext
 
-    cov = np.full((4, 4), bool(covered))
+    cov = np.full((G, G), bool(covered))
     return CameraContext(np.array(near_columns), cov, None if near_cells is None else np.array(near_cells))
 
 
@@ -178,10 +182,10 @@ def test_view_filled_by_a_near_object_is_the_scene_not_the_camera():
         ch.update(textured_image(rng))
     truck = np.full((450, 800, 3), 30, np.uint8)
     for _ in range(40):
-        res = ch.update(truck, context(near_columns=(True,) * 4))
+        res = ch.update(truck, context(near_columns=(True,) * G))
     assert {k: r.message for k, r in res.items() if r.level} == {}
     assert "near object" in res["contrast"].message
-    res = ch.update(np.zeros((450, 800, 3), np.uint8), context(near_columns=(True,) * 4))
+    res = ch.update(np.zeros((450, 800, 3), np.uint8), context(near_columns=(True,) * G))
     assert res["exposure"].level == Level.ERROR
     plain = CameraChecker("CAM_FRONT_LEFT")  # without the LiDAR's word the same frames are alarms
     for _ in range(6):
@@ -198,7 +202,7 @@ def test_soft_cells_count_only_where_the_lidar_sees_structure():
         im[:225, :400] = im[:225, :400].mean().astype(np.uint8)  # top-left quarter flat, as sky or dirt
     seen = CameraChecker("C")
     sky = CameraChecker("C")
-    no_top = CameraContext(np.zeros(4, bool), np.vstack([np.zeros((2, 4), bool), np.ones((2, 4), bool)]))
+    no_top = CameraContext(np.zeros(G, bool), np.vstack([np.zeros((G // 2, G), bool), np.ones((G // 2, G), bool)]))
     for im in frames:
         a, b = seen.update(im, context()), sky.update(im, no_top)
     assert a["occlusion"].level >= Level.WARN and "top-left" in a["occlusion"].message
