@@ -305,6 +305,8 @@ class RadarCheckConfig(_Group):
     min_targets_for_velocity: int = _p(5, "targets needed before the velocity checks judge a scan", 1, 100000)
     max_speed_mps: float = _p(70.0, "|compensated velocity| above this is implausible", 0.0, 1000.0)
     implausible_fraction: float = _p(0.2, "fraction of implausible velocities that raises ERROR", 0.0, 1.0)
+    static_window_mps: float = _p(0.5, "without a stationary classification (dyn_prop), the static world's radial "
+                                  "velocity is the centre of the densest interval of this width", 0.01, 10.0)
     static_bias_warn_mps: float = _p(0.3, "|median radial velocity of static targets| that raises WARN", 0.0, 100.0)
     static_bias_error_mps: float = _p(1.0, "|median radial velocity of static targets| that raises ERROR",
                                       0.0, 100.0)

@@ -38,6 +38,18 @@ def radar_fields(points: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[ok] for k, v in out.items()}
 
 
+def static_cluster(vr: np.ndarray, window: float) -> tuple[float, int]:
+    """Centre (median) of the ``window``-wide interval holding the most radial velocities, and their number;
+    (0, 0) without values. The static world is one tight cluster, movers scatter."""
+    v = np.sort(np.asarray(vr, np.float64))
+    if v.size == 0:
+        return 0.0, 0
+    ends = np.searchsorted(v, v + window, side="right")
+    counts = ends - np.arange(v.size)
+    i = int(np.argmax(counts))
+    return float(np.median(v[i:ends[i]])), int(counts[i])
+
+
 class RadarChecker:
     """Stateful checks of one radar (running median of the target count over scans judged OK).
 
@@ -100,10 +112,14 @@ class RadarChecker:
         if "dyn_prop" in f and np.isin(f["dyn_prop"], STATIC_DYN_PROP).sum() >= c.min_targets_for_velocity:
             sel = np.isin(f["dyn_prop"], STATIC_DYN_PROP)
             basis = "targets classified stationary"
+            bias = float(np.median(vr[sel]))
         else:
-            sel = np.abs(vr) < 2.0
-            basis = "targets with |v_r| < 2 m/s"
-        bias = float(np.median(vr[sel])) if sel.any() else 0.0
+            # no stationary classification: the static world is the densest cluster of radial velocities near 0
+            # (a median of |v_r| < 2 m/s is pulled by pedestrians and slow cars moving along the line of sight)
+            sel = np.abs(vr) < 3.0
+            basis = f"the densest {c.static_window_mps:g} m/s cluster of |v_r| < 3 m/s"
+            bias, in_window = static_cluster(vr[sel], c.static_window_mps)
+            v["cluster_targets"] = str(in_window)
         v.update(value=fmt(bias), bound=f"|x| <= {c.static_bias_warn_mps:g} m/s", static_targets=str(int(sel.sum())),
                  all_zero=str(all_zero))
         if abs(bias) > c.static_bias_error_mps:
