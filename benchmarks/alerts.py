@@ -52,15 +52,20 @@ def targets(res: dict) -> list[str]:
 
 def merge(files: list[str]) -> dict:
     """One results dict from several evaluate runs' results.json (e.g. the suite split over two processes)."""
-    from fusion_monitor.eval.score import summary_rows
-    from fusion_monitor.tools.evaluate import _from_dict
-
     records, failed = [], []
     for f in files:
         r = json.loads(Path(f).read_text())
         records += r["scenarios"]
         failed += r.get("failed", [])
-    records.sort(key=lambda r: r["name"])
+    return with_totals(records, failed)
+
+
+def with_totals(records: list[dict], failed: list) -> dict:
+    """The results dict of ``records`` (sorted by name) with the summary rows of both columns."""
+    from fusion_monitor.eval.score import summary_rows
+    from fusion_monitor.tools.evaluate import _from_dict
+
+    records = sorted(records, key=lambda r: r["name"])
     totals = {k: summary_rows([_from_dict(r["name"], r[k]) for r in records]) for k in ("raw", "raw_attribution")}
     return {"scenarios": records, "failed": failed, "totals": totals}
 
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default=str(PARAMS), help="parameter file (default: the suite's)")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only these scenarios")
     ap.add_argument("--from-results", nargs="+", metavar="JSON", help="tables of earlier runs' results.json (merged)")
+    ap.add_argument("--rescore", action="store_true", help="with --from-results: score the stored alerts again with "
+                    "the current scenario files and scoring rules (no replay)")
     ap.add_argument("--markdown", metavar="FILE", help="also write the tables and targets to FILE")
     ap.add_argument("--calibrate", action="store_true", help="refit the suite's attribution baseline and exit")
     args = ap.parse_args(argv)
@@ -95,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return calibrate()
     if args.from_results:
         res = merge(args.from_results)
+        if args.rescore:
+            from fusion_monitor.tools.evaluate import rescore
+
+            res = with_totals([rescore(r) for r in res["scenarios"]], res["failed"])
     else:
         from fusion_monitor.tools.cli import main as cli
 

@@ -306,7 +306,8 @@ class RadarCheckConfig(_Group):
     max_speed_mps: float = _p(70.0, "|compensated velocity| above this is implausible", 0.0, 1000.0)
     implausible_fraction: float = _p(0.2, "fraction of implausible velocities that raises ERROR", 0.0, 1.0)
     static_window_mps: float = _p(0.5, "without a stationary classification (dyn_prop), the static world's radial "
-                                  "velocity is the centre of the densest interval of this width", 0.01, 10.0)
+                                  "velocity is that of the window of this width whose targets cover the most 5 m map "
+                                  "cells (a vehicle's many returns share one velocity but few cells)", 0.01, 10.0)
     static_bias_warn_mps: float = _p(0.3, "|median radial velocity of static targets| that raises WARN", 0.0, 100.0)
     static_bias_error_mps: float = _p(1.0, "|median radial velocity of static targets| that raises ERROR",
                                       0.0, 100.0)

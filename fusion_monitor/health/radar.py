@@ -38,16 +38,27 @@ def radar_fields(points: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[ok] for k, v in out.items()}
 
 
-def static_cluster(vr: np.ndarray, window: float) -> tuple[float, int]:
-    """Centre (median) of the ``window``-wide interval holding the most radial velocities, and their number;
-    (0, 0) without values. The static world is one tight cluster, movers scatter."""
-    v = np.sort(np.asarray(vr, np.float64))
-    if v.size == 0:
+def static_cluster(vr: np.ndarray, x: np.ndarray, y: np.ndarray, window: float, cell_m: float = 5.0,
+                   v_max: float = 3.0) -> tuple[float, int]:
+    """Radial velocity of the static world without a stationary classification, and its support.
+
+    The static world is the velocity shared by targets spread over the scene: for windows of width ``window``
+    centred every 0.05 m/s in [-v_max, v_max], count the distinct ``cell_m`` map cells of the targets inside; the
+    window with the most cells (ties: the one nearest 0) gives the median of its velocities. A vehicle's many
+    returns share one velocity but few cells; pedestrians and slow cars scatter. (0, 0) without targets."""
+    vr = np.asarray(vr, np.float64)
+    if vr.size == 0:
         return 0.0, 0
-    ends = np.searchsorted(v, v + window, side="right")
-    counts = ends - np.arange(v.size)
-    i = int(np.argmax(counts))
-    return float(np.median(v[i:ends[i]])), int(counts[i])
+    centres = np.arange(-v_max, v_max + 1e-9, 0.05)
+    inside = np.abs(vr[None, :] - centres[:, None]) <= window / 2
+    cells = np.floor(np.asarray(x) / cell_m).astype(np.int64) * 100003 + np.floor(np.asarray(y) / cell_m).astype(np.int64)
+    _, cell_idx = np.unique(cells, return_inverse=True)
+    onehot = np.zeros((vr.size, int(cell_idx.max()) + 1))
+    onehot[np.arange(vr.size), cell_idx] = 1.0
+    support = ((inside.astype(np.float64) @ onehot) > 0).sum(axis=1)
+    best = np.flatnonzero(support == support.max())
+    k = int(best[np.argmin(np.abs(centres[best]))])
+    return float(np.median(vr[inside[k]])) if inside[k].any() else 0.0, int(support[k])
 
 
 class RadarChecker:
@@ -117,9 +128,9 @@ class RadarChecker:
             # no stationary classification: the static world is the densest cluster of radial velocities near 0
             # (a median of |v_r| < 2 m/s is pulled by pedestrians and slow cars moving along the line of sight)
             sel = np.abs(vr) < 3.0
-            basis = f"the densest {c.static_window_mps:g} m/s cluster of |v_r| < 3 m/s"
-            bias, in_window = static_cluster(vr[sel], c.static_window_mps)
-            v["cluster_targets"] = str(in_window)
+            basis = f"the {c.static_window_mps:g} m/s velocity window shared by targets spread over most map cells"
+            bias, support = static_cluster(vr[sel], f["x"][sel], f["y"][sel], c.static_window_mps)
+            v["static_cells"] = str(support)
         v.update(value=fmt(bias), bound=f"|x| <= {c.static_bias_warn_mps:g} m/s", static_targets=str(int(sel.sum())),
                  all_zero=str(all_zero))
         if abs(bias) > c.static_bias_error_mps:

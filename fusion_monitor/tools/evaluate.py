@@ -49,6 +49,30 @@ def evaluate_scenario(scenario: Scenario, out_dir: str | Path, cache_dir: str | 
             "raw": _score_dict(raw), "raw_attribution": _score_dict(both), "alerts": res["alerts"]}
 
 
+def rescore(record: dict, ignore_sim_overlaps: bool = True) -> dict:
+    """A record of :func:`evaluate_scenario` scored again from its stored alerts with the current scenario file and
+    scoring rules (no replay): for a change of expectations, ignore windows or scoring."""
+    from dataclasses import replace
+
+    from fusion_monitor.eval.scenario import load_scenario
+    from fusion_monitor.eval.sources import sim_overlap_windows
+    from fusion_monitor.sensors.rig import load_rig
+
+    scenario = load_scenario(record["file"])
+    duration = float(record["duration_s"])
+    extra = []
+    if ignore_sim_overlaps and scenario.source_kind == "simulate":
+        extra = sim_overlap_windows(scenario.source["seed"], duration)
+    scored = replace(scenario, ignore=scenario.ignore + tuple(extra))
+    modality_of = {n: s.modality for n, s in load_rig().sensors.items()}
+    out = dict(record)
+    out["sim_overlap_s"] = round(sum(w.end_s - w.start_s for w in extra), 2)
+    out["raw"] = _score_dict(score_alerts(scored, record["alerts"], duration, modality_of, attribution=False))
+    out["raw_attribution"] = _score_dict(score_alerts(scored, record["alerts"], duration, modality_of,
+                                                      attribution=True))
+    return out
+
+
 def _score_dict(s: ScenarioScore) -> dict:
     return {"tp": s.tp, "fp": s.fp, "fn": s.fn, "tta_s": s.tta_s, "duration_s": s.duration_s,
             "missed": s.missed, "false_alarms": s.false_alarms, "detected_by": {str(k): v for k, v in s.detected_by.items()}}

@@ -125,6 +125,9 @@ def test_sim_overlap_windows_find_objects_driving_through_the_ego():
     hit = sim_overlap_windows(301, 10.0)  # a parked car inside the ego footprint at t = 2 s (checked by hand)
     assert any(w.start_s <= 2.0 <= w.end_s for w in hit)
     assert sim_overlap_windows(404, 8.0) == []
+    # seed 973: at 114.5 s a car in the next lane passes 0.13 m from the ego's side (no overlap, a near miss)
+    near = sim_overlap_windows(973, 120.0)
+    assert any(w.start_s <= 114.5 <= w.end_s for w in near)
 
 
 def test_cli_rejects_a_bad_suite_before_any_processing(tmp_path, capsys):
@@ -165,6 +168,16 @@ def test_evaluate_two_tiny_scenarios_end_to_end(sim_bag, tmp_path):
     others = [a for a in by["nominal"]["raw"]["false_alarms"] if not a[1].endswith("/occlusion")]
     assert others == []
     assert "raw-signal only" in (out / "summary.md").read_text()
+    # scored again from the stored alerts (no replay): the same scores; a changed expectation changes them
+    from fusion_monitor.tools.evaluate import rescore
+
+    again = json.loads(json.dumps(rescore(by["blackout"])))  # as stored (tuples become lists)
+    assert {k: again[k] for k in ("raw", "raw_attribution")} == {k: by["blackout"][k] for k in ("raw", "raw_attribution")}
+    write(tmp_path, "blackout", {"source": {"bag": str(sim_bag)}, "faults": [
+        {"fault": "camera_blackout", "sensor": "CAM_FRONT", "severity": 5, "start_s": 1.0, "end_s": 2.8,
+         "params": {"p": 1.0}}], "expect": []})
+    again = rescore(by["blackout"])["raw"]
+    assert again["tp"] == 0 and again["fp"] >= 1, again
 
 
 def test_fault_window_outside_a_recorded_bag_is_refused_at_load(sim_bag, tmp_path):
