@@ -152,8 +152,9 @@ class CameraCheckConfig(_Group):
                                          0.0, 1.0)
     occlusion_min_cell_samples: int = _p(24, "minimum samples along each side of an occlusion grid cell; the cells use "
                                          "a finer stride than the global checks when the image is small", 3, 1000)
-    occlusion_warn_cells: int = _p(2, "blocked cells that raise WARN (a single 1/64 cell is within the noise of "
-                                   "nominal drives)", 1, 1024)
+    occlusion_warn_cells: int = _p(4, "blocked cells that raise WARN: 4 of 64 is 6 % of the view, the area of one "
+                                   "cell of a 4 x 4 grid, now found wherever it sits (1-3 cells of 64 were within the "
+                                   "noise of nominal simulated drives)", 1, 1024)
     occlusion_error_cells: int = _p(16, "blocked cells that raise ERROR (16 of 64: a quarter of the view)", 1, 1024)
     occlusion_persist_frames: int = _p(24, "frames n of the per-cell persistence window: lens dirt stays in the same "
                                        "cells while the camera moves, a flat object or a plain stretch of facade "
