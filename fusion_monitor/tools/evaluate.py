@@ -25,10 +25,7 @@ def evaluate_scenario(scenario: Scenario, out_dir: str | Path, cache_dir: str | 
                       model: str | None = None, real_root: str | None = None, ignore_sim_overlaps: bool = True
                       ) -> dict:
     """Build (or reuse) the scenario's bag, replay it, score the alerts; returns a JSON-able record."""
-    from dataclasses import replace
-
-    from fusion_monitor.eval.sources import scenario_bag, sim_overlap_windows
-    from fusion_monitor.sensors.rig import load_rig
+    from fusion_monitor.eval.sources import scenario_bag
     from fusion_monitor.tools.replay import replay_bag
 
     t0 = time.monotonic()
@@ -36,41 +33,36 @@ def evaluate_scenario(scenario: Scenario, out_dir: str | Path, cache_dir: str | 
     t1 = time.monotonic()
     res = replay_bag(bag, Path(out_dir) / scenario.name, params=params, model=model)
     duration = float(scenario.duration_s or res["bag_s"])
+    return {"name": scenario.name, "file": str(scenario.path), "source": scenario.source_kind, "bag": str(bag),
+            "duration_s": duration, "frames": res["frames"], "build_s": round(t1 - t0, 1),
+            "replay_wall_s": res["wall_s"], **_scores(scenario, res["alerts"], duration, ignore_sim_overlaps),
+            "alerts": res["alerts"]}
+
+
+def _scores(scenario: Scenario, alerts: list[dict], duration: float, ignore_sim_overlaps: bool) -> dict:
+    """Both columns' scores of ``alerts`` (raw-signal only, raw + attribution) and the excluded sim-overlap time."""
+    from dataclasses import replace
+
+    from fusion_monitor.eval.sources import sim_overlap_windows
+    from fusion_monitor.sensors.rig import load_rig
+
     extra = []
     if ignore_sim_overlaps and scenario.source_kind == "simulate":
         extra = sim_overlap_windows(scenario.source["seed"], duration)
     scored = replace(scenario, ignore=scenario.ignore + tuple(extra))
     modality_of = {n: s.modality for n, s in load_rig().sensors.items()}
-    raw = score_alerts(scored, res["alerts"], duration, modality_of, attribution=False)
-    both = score_alerts(scored, res["alerts"], duration, modality_of, attribution=True)
-    return {"name": scenario.name, "file": str(scenario.path), "source": scenario.source_kind, "bag": str(bag),
-            "duration_s": duration, "frames": res["frames"], "build_s": round(t1 - t0, 1),
-            "replay_wall_s": res["wall_s"], "sim_overlap_s": round(sum(w.end_s - w.start_s for w in extra), 2),
-            "raw": _score_dict(raw), "raw_attribution": _score_dict(both), "alerts": res["alerts"]}
+    return {"sim_overlap_s": round(sum(w.end_s - w.start_s for w in extra), 2),
+            "raw": _score_dict(score_alerts(scored, alerts, duration, modality_of, attribution=False)),
+            "raw_attribution": _score_dict(score_alerts(scored, alerts, duration, modality_of, attribution=True))}
 
 
 def rescore(record: dict, ignore_sim_overlaps: bool = True) -> dict:
     """A record of :func:`evaluate_scenario` scored again from its stored alerts with the current scenario file and
     scoring rules (no replay): for a change of expectations, ignore windows or scoring."""
-    from dataclasses import replace
-
     from fusion_monitor.eval.scenario import load_scenario
-    from fusion_monitor.eval.sources import sim_overlap_windows
-    from fusion_monitor.sensors.rig import load_rig
 
     scenario = load_scenario(record["file"])
-    duration = float(record["duration_s"])
-    extra = []
-    if ignore_sim_overlaps and scenario.source_kind == "simulate":
-        extra = sim_overlap_windows(scenario.source["seed"], duration)
-    scored = replace(scenario, ignore=scenario.ignore + tuple(extra))
-    modality_of = {n: s.modality for n, s in load_rig().sensors.items()}
-    out = dict(record)
-    out["sim_overlap_s"] = round(sum(w.end_s - w.start_s for w in extra), 2)
-    out["raw"] = _score_dict(score_alerts(scored, record["alerts"], duration, modality_of, attribution=False))
-    out["raw_attribution"] = _score_dict(score_alerts(scored, record["alerts"], duration, modality_of,
-                                                      attribution=True))
-    return out
+    return {**record, **_scores(scenario, record["alerts"], float(record["duration_s"]), ignore_sim_overlaps)}
 
 
 def _score_dict(s: ScenarioScore) -> dict:
