@@ -100,11 +100,7 @@ def _header_fast(sec: int, nanosec: int, frame_id: str) -> Header:
     """Header() (default checks) whose stamp is a Time(check_fields=False), as the builders always made it."""
     h = _new(Header)
     h._check_fields = CHECK_FIELDS
-    t = _new(Time)
-    t._check_fields = False
-    t._sec = sec
-    t._nanosec = nanosec
-    h._stamp = t
+    h._stamp = _time_fast(sec, nanosec)
     h._frame_id = frame_id
     return h
 
@@ -118,15 +114,7 @@ def _marker_fast(sec: int, nanosec: int, frame_id: str, ns: str, id_: int, type_
     """A Marker equal (field by field, sub-message check flags included) to :func:`_marker_ctor`'s."""
     m = _new(Marker)
     m._check_fields = False
-    h = _new(Header)
-    h._check_fields = CHECK_FIELDS
-    t = _new(Time)
-    t._check_fields = False
-    t._sec = sec
-    t._nanosec = nanosec
-    h._stamp = t
-    h._frame_id = frame_id
-    m._header = h
+    m._header = _header_fast(sec, nanosec, frame_id)
     m._ns = ns
     m._id = id_
     m._type = type_
