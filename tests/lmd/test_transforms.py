@@ -185,6 +185,26 @@ def test_pixel_shuffle_export_form_is_the_same_permutation(monkeypatch):
     assert torch.equal(shuffled.output, Shuffle()(**x))
 
 
+class ReluPool(nn.Module):
+    def forward(self, a, b):
+        return torch.nn.functional.max_pool2d(torch.relu(a + b), 3, 2, 1)
+
+
+def test_relu_gate_and_pool_offsets_export_forms_give_the_same_streams(monkeypatch):
+    """Under export_onnx the ReLU step is Greater + Cast and window offsets are int32: same values, bit for bit."""
+    import fusion_monitor.lmd.rules as rules
+
+    g = torch.Generator().manual_seed(1)
+    # integer inputs: exact zeros and ties in the sum, where the two forms could differ
+    x = {k: torch.round(2 * torch.randn(1, 4, 9, 11, generator=g, dtype=DT)) for k in ("a", "b")}
+    dm = decompose(ReluPool().eval(), x)
+    native = dm(**x)
+    monkeypatch.setattr(rules, "_exporting", lambda: True)  # as under export_onnx
+    exported = dm(**x)
+    assert torch.equal(native.streams, exported.streams) and torch.equal(native.output, exported.output)
+    assert torch.equal(exported.output, ReluPool()(**x))
+
+
 def test_concat_with_a_user_rule_is_not_split():
     from fusion_monitor.lmd import FreezeToBias, RuleMap
 
