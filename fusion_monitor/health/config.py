@@ -313,9 +313,41 @@ class RadarCheckConfig(_Group):
     static_bias_error_mps: float = _p(1.0, "|median radial velocity of static targets| that raises ERROR",
                                       0.0, 100.0)
 
+    alignment_window: int = _p(20, "radar scans whose LiDAR matches are summed by the alignment check (2 s at the "
+                               "default 10 Hz trigger)", 1, 10000)
+    alignment_min_range_m: float = _p(10.0, "targets nearer than this say little about yaw and are not matched",
+                                      0.0, 1000.0)
+    alignment_max_range_m: float = _p(60.0, "targets beyond this are not matched (sparse LiDAR returns)", 1.0, 1000.0)
+    alignment_cell_m: float = _p(0.5, "BEV cell of the LiDAR occupancy the targets are matched to (occupied cells "
+                                 "also mark their 8 neighbours)", 0.05, 10.0)
+    alignment_z_min_m: float = _p(0.3, "LiDAR returns at or below this base-frame height are road, not matched",
+                                  -10.0, 10.0)
+    alignment_z_max_m: float = _p(3.0, "LiDAR returns at or above this base-frame height are not matched", -10.0, 100.0)
+    alignment_search_deg: float = _p(8.0, "yaw offsets searched: +- this many degrees", 0.5, 45.0)
+    alignment_step_deg: float = _p(0.5, "yaw offset step", 0.05, 5.0)
+    alignment_shift_m: float = _p(1.5, "along-track shifts searched (+- this, 0.25 m steps): the ego moves between a "
+                                  "radar scan and the LiDAR sweep it is matched to", 0.0, 10.0)
+    alignment_max_lidar_age_ms: float = _p(150.0, "a scan is matched only to a LiDAR sweep stamped within this",
+                                           1.0, 10000.0)
+    alignment_min_targets: int = _p(60, "targets in the window needed to judge alignment", 1, 1000000)
+    alignment_min_matches: int = _p(30, "targets matched at the best offset needed to judge alignment", 1, 1000000)
+    alignment_min_support: float = _p(0.35, "fraction of the window's targets matched at the best offset needed to "
+                                      "judge alignment (nominal simulated radars: 0.5-0.85)", 0.0, 1.0)
+    alignment_min_sharpness: float = _p(1.5, "targets matched at the best offset over the median over all offsets "
+                                        "needed to judge alignment (a real match: 1.8-3.9; targets unrelated to the "
+                                        "LiDAR's scene: about 1)", 1.0, 100.0)
+    alignment_min_gain: float = _p(1.3, "the best offset must match this many times the targets matched as mounted "
+                                   "(a long wall matches about as well at any yaw)", 1.0, 100.0)
+    alignment_warn_deg: float = _p(1.5, "|yaw offset| at which the radar is WARN (nominal drives stay within 1 deg "
+                                   "on sparse side radars, 0 on the front radar)", 0.0, 45.0)
+    alignment_error_deg: float = _p(3.0, "|yaw offset| at which the radar is ERROR", 0.0, 45.0)
+
     def _check(self):
         self._order("clutter_ratio", "clutter_error_ratio", strict=False)
         self._order("static_bias_warn_mps", "static_bias_error_mps", strict=False)
+        self._order("alignment_warn_deg", "alignment_error_deg", strict=False)
+        self._order("alignment_min_range_m", "alignment_max_range_m", strict=True)
+        self._order("alignment_z_min_m", "alignment_z_max_m", strict=True)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from fusion_monitor.health.debounce import Debouncer
 from fusion_monitor.health.lidar import LIDAR_CHECKS, LidarChecker, lidar_columns
 from fusion_monitor.health.liveness import LIVENESS_CHECKS, NS_PER_MS, StreamLiveness, stamp_skews_ms
 from fusion_monitor.health.radar import RADAR_CHECKS, RadarChecker
+from fusion_monitor.health.radar_alignment import Occupancy, lidar_occupancy
 from fusion_monitor.health.status import CheckResult, Level, SensorStatus
 from fusion_monitor.sensors.rig import MODALITIES, Rig
 
@@ -90,12 +91,13 @@ class HealthMonitor:
             elif s.modality == "lidar":
                 self._checkers[n] = LidarChecker(n, c.lidar, s.T_base_sensor)
             else:
-                self._checkers[n] = RadarChecker(n, c.radar)
+                self._checkers[n] = RadarChecker(n, c.radar, s.T_base_sensor)
         self._attr = AttributionChecker(self.modalities, c.attribution, self.baseline)
         self._deb: dict[tuple[str, str], Debouncer] = {}
         self._latest: dict[tuple[str, str], tuple[CheckResult, Level, int]] = {}
         self._data_stamp: dict[str, int] = {}
         self._context: dict[str, tuple[int, CameraContext]] = {}  # camera -> (LiDAR stamp, what the LiDAR sees)
+        self._occupancy: Occupancy | None = None  # the latest sweep's occupied cells, for the radar alignment
         self._last_now_ns: int | None = None
         self._inference_now_ns: int | None = None
         self._inference_stamp_ns: int | None = None
@@ -150,6 +152,8 @@ class HealthMonitor:
         self._data_stamp[sensor] = stamp_ns
         if modality == "camera":
             results = checker.update(data, self._camera_context(sensor, stamp_ns))
+        elif modality == "radar":
+            results = checker.update(data, self._occupancy, stamp_ns)
         else:
             results = checker.update(data)
             if modality == "lidar":
@@ -163,6 +167,8 @@ class HealthMonitor:
         xyz = xyz[:, ::2]  # every other return is plenty for per-cell coverage and near surfaces
         T = np.asarray(self.rig.sensors[lidar].T_base_sensor, np.float32)
         base = T[:3, :3] @ xyz + T[:3, 3:4]
+        if self.rig.of("radar"):
+            self._occupancy = lidar_occupancy(base, stamp_ns, self.config.radar)
         for cam in self.rig.of("camera"):
             proj = CameraProjection.from_spec(cam)
             if proj is None:

@@ -1,4 +1,5 @@
-"""Radar target-list checks (per radar): target count, velocity plausibility and bias, clutter bursts."""
+"""Radar target-list checks (per radar): target count, velocity plausibility and bias, clutter bursts, and
+alignment with the LiDAR (fusion_monitor.health.radar_alignment)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections import deque
 import numpy as np
 
 from fusion_monitor.health.config import RadarCheckConfig
+from fusion_monitor.health.radar_alignment import Occupancy, RadarAlignment
 from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks a :class:`RadarChecker` reports, in order.
-RADAR_CHECKS = ("target_count", "velocity", "clutter")
+RADAR_CHECKS = ("target_count", "velocity", "clutter", "alignment")
 
 #: ARS408 dyn_prop values meaning "stationary" (stationary, stationary candidate, crossing stationary).
 STATIC_DYN_PROP = (1, 3, 5)
@@ -68,19 +70,26 @@ class RadarChecker:
     ----------
     sensor : str
     config : RadarCheckConfig
+    T_base_sensor : (4, 4), optional
+        The radar's mounting; without it the alignment check is not judged.
     """
 
-    def __init__(self, sensor: str, config: RadarCheckConfig | None = None):
+    def __init__(self, sensor: str, config: RadarCheckConfig | None = None, T_base_sensor=None):
         self.sensor = sensor
         self.config = config or RadarCheckConfig()
+        self._align = None if T_base_sensor is None else RadarAlignment(sensor, T_base_sensor, self.config)
         self.reset()
 
     def reset(self) -> None:
-        """Forget the count history (after a time jump)."""
+        """Forget the count history and the alignment window (after a time jump)."""
         self._counts: deque[int] = deque(maxlen=self.config.count_history)
+        if self._align is not None:
+            self._align.reset()
 
-    def update(self, points: np.ndarray) -> dict[str, CheckResult]:
-        """Run every radar check on one scan (structured array in the radar frame)."""
+    def update(self, points: np.ndarray, lidar: Occupancy | None = None, stamp_ns: int = 0
+               ) -> dict[str, CheckResult]:
+        """Run every radar check on one scan (structured array in the radar frame); ``lidar``: the latest
+        LiDAR occupancy (base frame) for the alignment check."""
         f = radar_fields(points)
         n = len(f["x"])
         med = float(np.median(self._counts)) if len(self._counts) >= self.config.count_warmup else float("nan")
@@ -88,7 +97,11 @@ class RadarChecker:
         clutter = self._clutter(f, n, med)
         if count.level == Level.OK and clutter.level == Level.OK:
             self._counts.append(n)
-        return {"target_count": count, "velocity": self._velocity(f, n), "clutter": clutter}
+        if self._align is None:
+            align = CheckResult(Level.OK, "alignment not judged (no mounting given)", {"value": "nan", "bound": "mount"})
+        else:
+            align = self._align.update(f, lidar, stamp_ns)
+        return {"target_count": count, "velocity": self._velocity(f, n), "clutter": clutter, "alignment": align}
 
     def _count(self, n: int, med: float) -> CheckResult:
         c = self.config
