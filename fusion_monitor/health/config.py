@@ -237,6 +237,11 @@ class LidarCheckConfig(_Group):
     fog_shell_warn: float = _p(0.03, "fraction of fog returns that raises WARN (nuScenes sample 0.0001, simulated drives "
                                "below 0.002; L8 fog level 2 gives 0.06)",
                                0.0, 1.0)
+    fog_shell_min_sectors: int = _p(12, "the fog shell must also cover this many of the 36 azimuth sectors (10 deg; "
+                                    "a sector counts when over fog_shell_warn of its returns are fog returns): fog "
+                                    "surrounds the car, a dark car driving alongside does not (nominal simulated "
+                                    "drives: up to 8 sectors at a 3-7 % fraction; L8 fog levels 2-3: 7-20 sectors on "
+                                    "simulated sweeps, 19-22 on the nuScenes sample)", 0, 36)
     fog_shell_error: float = _p(0.25, "fraction of fog returns that raises ERROR", 0.0, 1.0)
     below_ground_m: float = _p(-1.5, "base-frame z below which a return is an outlier (ground is z = 0)", -100.0, 0.0)
     below_ground_radius_m: float = _p(20.0, "horizontal radius within which below-ground returns are counted "
@@ -256,8 +261,9 @@ class LidarCheckConfig(_Group):
     ground_height_warn_m: float = _p(0.15, "ground-plane height step (m, at the base origin) that raises WARN "
                                      "(extrinsic drift; nominal sweeps vary by under 0.03 m)", 0.0, 100.0)
     ground_height_error_m: float = _p(0.3, "ground-plane height step that raises ERROR", 0.0, 100.0)
-    ground_tilt_warn_deg: float = _p(1.0, "ground-plane tilt step (deg) that raises WARN (hard braking pitches a car "
-                                     "by about 1 deg)", 0.0, 90.0)
+    ground_tilt_warn_deg: float = _p(1.5, "ground-plane tilt step (deg) that raises WARN (hard braking pitches a car "
+                                     "by about 1 deg, and a nominal simulated drive showed a 1.1 deg step; the S1 "
+                                     "extrinsic ladder's levels 4-5 turn the LiDAR by 2-3 deg)", 0.0, 90.0)
     ground_tilt_error_deg: float = _p(2.0, "ground-plane tilt step that raises ERROR", 0.0, 90.0)
     intensity_warn: float = _p(6.0, "mean intensity (0..255) below which the LiDAR is WARN", 0.0, 255.0)
     intensity_error: float = _p(2.5, "mean intensity below which the LiDAR is ERROR", 0.0, 255.0)

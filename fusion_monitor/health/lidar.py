@@ -131,6 +131,10 @@ def _wrap(deg: float) -> float:
     return (deg + 180.0) % 360.0 - 180.0
 
 
+#: Azimuth sectors (10 deg) over which fog-shell returns must spread (``fog_shell_min_sectors``).
+FOG_SECTORS = 36
+
+
 class LidarChecker:
     """Stateful checks of one LiDAR (running count median, per-bin sky and per-ring references).
 
@@ -180,7 +184,8 @@ class LidarChecker:
             "beams": self._beams(ring[valid] if ring is not None else None),
             "near_clutter": self._near(r, scene, bx, by, bz),
             "outliers": self._outliers(bx[valid], by[valid], bz[valid]),
-            "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None, bz[scene]),
+            "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None, bz[scene],
+                                           np.arctan2(ry[scene], rx[scene])),
             "intensity": self._intensity(inten[scene] if inten is not None else None),
             "ground": self._ground(bx[scene], by[scene], bz[scene]),
         }
@@ -311,23 +316,29 @@ class LidarChecker:
             return CheckResult(Level.WARN, f"{f:.2%} of returns below the ground (crosstalk or solar noise)", v)
         return CheckResult(Level.OK, f"below-ground returns {f:.2%}", v)
 
-    def _visibility(self, r: np.ndarray, inten: np.ndarray | None, bz: np.ndarray) -> CheckResult:
+    def _visibility(self, r: np.ndarray, inten: np.ndarray | None, bz: np.ndarray, az: np.ndarray) -> CheckResult:
         c = self.config
         if r.size == 0:
             return CheckResult(Level.ERROR, "no returns outside the ego body", {"value": "0", "bound": "> 0 points"})
         p95 = float(np.percentile(r, 95))
-        shell = float("nan")
+        shell, sectors = float("nan"), 0
         if inten is not None:
-            shell = float(np.count_nonzero((r > c.fog_shell_min_m) & (r < c.fog_shell_max_m)
-                                           & (inten <= c.fog_shell_intensity)
-                                           & (bz > c.fog_shell_min_height_m))) / r.size
+            fog = ((r > c.fog_shell_min_m) & (r < c.fog_shell_max_m) & (inten <= c.fog_shell_intensity)
+                   & (bz > c.fog_shell_min_height_m))
+            shell = float(np.count_nonzero(fog)) / r.size
+            # fog surrounds the car; a dark car driving alongside fills a few sectors only
+            sec = np.minimum(((az + np.pi) * (FOG_SECTORS / (2 * np.pi))).astype(np.int64), FOG_SECTORS - 1)
+            per = np.bincount(sec[fog], minlength=FOG_SECTORS) / np.maximum(np.bincount(sec, minlength=FOG_SECTORS), 1)
+            sectors = int(np.count_nonzero(per > c.fog_shell_warn))
         v = {"value": fmt(p95), "bound": f">= {c.visibility_warn_m:g} m", "range_p95_m": fmt(p95),
-             "fog_shell_fraction": fmt(shell)}
-        where = f"fog returns {shell:.0%} within {c.fog_shell_min_m:g}-{c.fog_shell_max_m:g} m, 95th-percentile range {p95:.0f} m"
-        if p95 < c.visibility_error_m or shell > c.fog_shell_error:
+             "fog_shell_fraction": fmt(shell), "fog_shell_sectors": str(sectors)}
+        where = (f"fog returns {shell:.0%} within {c.fog_shell_min_m:g}-{c.fog_shell_max_m:g} m in {sectors} of "
+                 f"{FOG_SECTORS} azimuth sectors, 95th-percentile range {p95:.0f} m")
+        spread = sectors >= c.fog_shell_min_sectors
+        if p95 < c.visibility_error_m or (shell > c.fog_shell_error and spread):
             return CheckResult(Level.ERROR, f"visibility lost ({where})",
                                {**v, "bound": f">= {c.visibility_error_m:g} m, fog shell <= {c.fog_shell_error:g}"})
-        if p95 < c.visibility_warn_m or shell > c.fog_shell_warn:
+        if p95 < c.visibility_warn_m or (shell > c.fog_shell_warn and spread):
             return CheckResult(Level.WARN, f"visibility reduced ({where})",
                                {**v, "bound": f">= {c.visibility_warn_m:g} m, fog shell <= {c.fog_shell_warn:g}"})
         return CheckResult(Level.OK, f"95th-percentile range {p95:.0f} m", v)

@@ -87,6 +87,29 @@ def test_fog_level_one_is_silent_by_design(lidar_sweep, T):
     assert raised(check(lidar_sweep, T, F.lidar_fog, 1)) == {}
 
 
+def dark_car_alongside(sweep, T, side_m=3.0, length_m=6.0):
+    """The real sweep plus the flank of a dark (intensity 1) car driving in the next lane, 0.5-1.5 m high."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    base = np.stack([rng.uniform(-length_m / 2, length_m / 2, n), np.full(n, side_m), rng.uniform(0.5, 1.5, n),
+                     np.ones(n)])
+    sensor = np.linalg.inv(np.asarray(T, np.float64)) @ base
+    car = np.zeros((n, sweep.shape[1]), np.float32)
+    car[:, :3] = sensor[:3].T
+    car[:, 3] = 1.0
+    return np.concatenate([sweep, car])
+
+
+def test_dark_car_alongside_is_not_fog(lidar_sweep, T):
+    """Dark returns a few metres away in one direction (a car in the next lane) are not a fog shell."""
+    sweep = dark_car_alongside(lidar_sweep, T)
+    r = check(sweep, T)["visibility"]
+    assert float(r.values["fog_shell_fraction"]) > 0.03  # as many dark shell returns as fog level 2
+    assert r.level == Level.OK and int(r.values["fog_shell_sectors"]) < 12, r.message
+    fog = check(sweep, T, F.lidar_fog, 2)["visibility"]
+    assert fog.level >= Level.WARN and int(fog.values["fog_shell_sectors"]) >= 12, fog.message
+
+
 def test_intensity_collapse(lidar_sweep, T):
     dim = lidar_sweep.copy()
     dim[:, 3] = np.rint(dim[:, 3] * 0.1)
