@@ -164,6 +164,10 @@ class CameraCheckConfig(_Group):
     near_object_m: float = _p(5.0, "LiDAR returns closer than this to the camera (m) are a near object; image "
                               "columns a near object fills are not judged by the occlusion check (a passing truck "
                               "is flat, dark and uniform, like a blocked lens)", 0.0, 1000.0)
+    occlusion_near_m: float = _p(10.0, "a grid cell whose object returns are mostly closer than this (m) shows a "
+                                 "nearby object's surface and is not judged for occlusion (a grey truck in the next lane "
+                                 "filled a front camera's upper right cells with its flat side, 5-10 m away, for seconds "
+                                 "on a nominal simulated drive)", 0.0, 1000.0)
     near_column_fraction: float = _p(0.5, "fraction of an image column's object returns (above the road) that must be "
                                      "near for the column to count as filled by a near object", 0.0, 1.0)
     near_min_points: int = _p(5, "object returns an image column needs before the near-object rule judges it",

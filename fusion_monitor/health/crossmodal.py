@@ -63,7 +63,8 @@ class CameraContext:
 
 
 def camera_context(xyz_base: np.ndarray, proj: CameraProjection, rows: int, cols: int, near_m: float,
-                   ground_z_m: float, min_fraction: float, min_points: int, min_cover_points: int) -> CameraContext:
+                   ground_z_m: float, min_fraction: float, min_points: int, min_cover_points: int,
+                   near_cell_m: float | None = None) -> CameraContext:
     """Project a sweep into a camera: near-object column bands and LiDAR-covered grid cells.
 
     Parameters
@@ -76,6 +77,8 @@ def camera_context(xyz_base: np.ndarray, proj: CameraProjection, rows: int, cols
     min_fraction : fraction of a band's object returns that must be near for the band to be filled
     min_points : object returns a band needs before it is judged (fewer: not filled)
     min_cover_points : returns a cell needs to count as covered
+    near_cell_m : distance below which a return makes a *cell* near (default ``near_m``): a large object a little
+        farther away (a truck in the next lane) fills single cells with its flat side without filling columns
     """
     x, y, z = xyz_base
     R, t = proj.R, proj.t
@@ -91,11 +94,14 @@ def camera_context(xyz_base: np.ndarray, proj: CameraProjection, rows: int, cols
     row = np.minimum((v[inside] * (rows / proj.height)).astype(np.int64), rows - 1)
     covered = np.bincount(row * cols + band, minlength=rows * cols).reshape(rows, cols) >= min_cover_points
     obj = z[inside] > np.float32(ground_z_m)
-    is_near = ((cx * cx + cy * cy + cz * cz)[inside][obj] < np.float32(near_m * near_m)).astype(np.float64)
+    d2 = (cx * cx + cy * cy + cz * cz)[inside][obj]
+    is_near = (d2 < np.float32(near_m * near_m)).astype(np.float64)
+    cell_m = near_m if near_cell_m is None else near_cell_m
+    is_near_cell = is_near if cell_m == near_m else (d2 < np.float32(cell_m * cell_m)).astype(np.float64)
     n = np.bincount(band[obj], minlength=cols)
     near = np.bincount(band[obj], weights=is_near, minlength=cols)
     cell = (row * cols + band)[obj]
     n_cell = np.bincount(cell, minlength=rows * cols)
-    near_cell = np.bincount(cell, weights=is_near, minlength=rows * cols)
+    near_cell = np.bincount(cell, weights=is_near_cell, minlength=rows * cols)
     cells = ((n_cell >= min_points) & (near_cell >= min_fraction * np.maximum(n_cell, 1))).reshape(rows, cols)
     return CameraContext((n >= min_points) & (near >= min_fraction * np.maximum(n, 1)), covered, cells)

@@ -174,7 +174,8 @@ class HealthMonitor:
             if proj is None:
                 continue
             ctx = camera_context(base, proj, c.grid_rows, c.grid_cols, c.near_object_m, c.near_ground_z_m,
-                                 c.near_column_fraction, c.near_min_points, c.occlusion_cover_points)
+                                 c.near_column_fraction, c.near_min_points, c.occlusion_cover_points,
+                                 c.occlusion_near_m)
             self._context[cam.name] = (int(stamp_ns), ctx)
 
     def _camera_context(self, camera: str, stamp_ns: int) -> CameraContext | None:

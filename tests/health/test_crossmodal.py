@@ -42,6 +42,19 @@ def test_a_far_facade_covers_cells_but_explains_nothing(rig):
     assert c.covered[1:].any()
 
 
+def test_a_truck_in_the_next_lane_explains_the_front_cameras_cells_it_fills(rig):
+    """A truck side 4 m to the right, 2-14 m ahead and 3.5 m high: too far to fill CAM_FRONT's columns (5 m),
+    near enough (10 m) to explain the cells showing its flat side."""
+    truck = wall(-4.0, x_range=(5.0, 17.0), z_range=(0.3, 3.5))
+    proj = CameraProjection.from_spec(rig.sensors["CAM_FRONT"])
+    kw = dict(near_m=5.0, ground_z_m=0.3, min_fraction=0.5, min_points=5, min_cover_points=5)
+    five = camera_context(truck, proj, 8, 8, **kw)
+    ten = camera_context(truck, proj, 8, 8, **kw, near_cell_m=10.0)
+    assert not five.near_columns.any() and not five.explained().any()
+    assert np.array_equal(ten.near_columns, five.near_columns)  # whole-view rules keep the 5 m columns
+    assert ten.explained()[:, -1].sum() >= 3 and not ten.explained()[:, :4].any()  # right edge only
+
+
 def test_road_returns_are_never_a_near_object(rig):
     x, y = np.meshgrid(np.arange(0.5, 8, 0.1), np.arange(-4, 4, 0.1))
     road = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)]).astype(np.float32)
