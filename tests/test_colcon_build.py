@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "__pycache__", "*.egg-info",
-                                ".pytest_cache", ".ruff_cache", ".hypothesis", "models", "demo_out")
+                                ".pytest_cache", ".ruff_cache", ".hypothesis", "models", "demo_out",
+                                ".cache")  # benchmarks/.cache holds GBs of evaluation bags
 
 
 def test_workspace_links_back_to_root():
