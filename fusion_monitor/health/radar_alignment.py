@@ -107,11 +107,9 @@ class RadarAlignment:
         yr = self._sin * x + self._cos * y
         bx = self._R[0, 0] * xr + self._R[0, 1] * yr + self._t[0]
         by = self._R[1, 0] * xr + self._R[1, 1] * yr + self._t[1]
-        # along-track shifts: the ego's heading in the base frame is +x
-        best = np.zeros(len(self.offsets_deg), np.int64)
-        for s in self._shifts:
-            best = np.maximum(best, occ.lookup(bx + s, by).sum(axis=1))
-        return best
+        # along-track shifts (the ego's heading in the base frame is +x), all at once: (shifts, offsets, n)
+        hit = occ.lookup(bx[None] + self._shifts[:, None, None], np.broadcast_to(by, (len(self._shifts),) + by.shape))
+        return hit.sum(axis=2).max(axis=0)
 
     def update(self, f: dict[str, np.ndarray], occ: Occupancy | None, stamp_ns: int) -> CheckResult:
         """Judge one scan (``radar_fields`` columns) against the latest LiDAR occupancy (None: no recent sweep)."""
