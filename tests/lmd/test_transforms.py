@@ -171,18 +171,23 @@ class Shuffle(nn.Module):
         return torch.pixel_shuffle(torch.relu(a + b), 2)
 
 
-def test_pixel_shuffle_export_form_is_the_same_permutation(monkeypatch):
-    """Under export_onnx pixel_shuffle is two block transposes (faster in ONNX Runtime)."""
+def assert_export_form_is_exact(model, x, monkeypatch):
+    """The formulations rules pick under export_onnx give the same output and streams, bit for bit."""
     import fusion_monitor.lmd.rules as rules
 
-    g = torch.Generator().manual_seed(0)
-    x = {"a": torch.randn(1, 12, 5, 7, generator=g, dtype=DT), "b": torch.randn(1, 12, 5, 7, generator=g, dtype=DT)}
-    dm = decompose(Shuffle().eval(), x)
+    dm = decompose(model.eval(), x)
     native = dm(**x)
     monkeypatch.setattr(rules, "_exporting", lambda: True)  # as under export_onnx
-    shuffled = dm(**x)
-    assert torch.equal(native.streams, shuffled.streams) and torch.equal(native.output, shuffled.output)
-    assert torch.equal(shuffled.output, Shuffle()(**x))
+    exported = dm(**x)
+    assert torch.equal(native.streams, exported.streams) and torch.equal(native.output, exported.output)
+    assert torch.equal(exported.output, model(**x))
+
+
+def test_pixel_shuffle_export_form_is_the_same_permutation(monkeypatch):
+    """Under export_onnx pixel_shuffle is two block transposes (faster in ONNX Runtime)."""
+    g = torch.Generator().manual_seed(0)
+    x = {"a": torch.randn(1, 12, 5, 7, generator=g, dtype=DT), "b": torch.randn(1, 12, 5, 7, generator=g, dtype=DT)}
+    assert_export_form_is_exact(Shuffle(), x, monkeypatch)
 
 
 class ReluPool(nn.Module):
@@ -192,17 +197,10 @@ class ReluPool(nn.Module):
 
 def test_relu_gate_and_pool_offsets_export_forms_give_the_same_streams(monkeypatch):
     """Under export_onnx the ReLU step is Greater + Cast and window offsets are int32: same values, bit for bit."""
-    import fusion_monitor.lmd.rules as rules
-
     g = torch.Generator().manual_seed(1)
     # integer inputs: exact zeros and ties in the sum, where the two forms could differ
     x = {k: torch.round(2 * torch.randn(1, 4, 9, 11, generator=g, dtype=DT)) for k in ("a", "b")}
-    dm = decompose(ReluPool().eval(), x)
-    native = dm(**x)
-    monkeypatch.setattr(rules, "_exporting", lambda: True)  # as under export_onnx
-    exported = dm(**x)
-    assert torch.equal(native.streams, exported.streams) and torch.equal(native.output, exported.output)
-    assert torch.equal(exported.output, ReluPool()(**x))
+    assert_export_form_is_exact(ReluPool(), x, monkeypatch)
 
 
 def test_concat_with_a_user_rule_is_not_split():
