@@ -130,3 +130,16 @@ def test_alignment_parameters_are_validated():
         RadarCheckConfig(alignment_warn_deg=4.0, alignment_error_deg=3.0)
     with pytest.raises(ValueError, match="alignment_min_range_m"):
         RadarCheckConfig(alignment_min_range_m=70.0)
+
+
+def test_real_radar_scans_of_other_scenes_raise_no_alignment_alert(rig, radar_scans, lidar_sweep):
+    """The real nuScenes ARS408 scans come from other scenes than the real LiDAR sweep: repeated for a whole
+    window (a car standing still), they must not read as a turned radar."""
+    T = np.asarray(rig.sensors["LIDAR_TOP"].T_base_sensor, np.float64)
+    base = T[:3, :3] @ lidar_sweep[:, :3].T.astype(np.float64) + T[:3, 3:4]
+    occ = lidar_occupancy(base, 0, CFG)
+    for scan in radar_scans:
+        ch = RadarChecker(scan.frame_id, CFG, rig.sensors[scan.frame_id].T_base_sensor)
+        for _ in range(CFG.alignment_window):
+            res = ch.update(scan.points, occ, 0)["alignment"]
+        assert res.level == Level.OK, (scan.frame_id, res.message)
