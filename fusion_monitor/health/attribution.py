@@ -223,6 +223,11 @@ def fit_baseline(frames: Iterable[Mapping[str, float]], model_id: str, sensors: 
     never span two drives: ``drive_ids`` gives each frame's drive), floored by ``min_block_std``;
     with fewer than 5 blocks it is left out (then derived as for independent frames).
 
+    With several drives, each drive counts once, whatever its length: the mean is the mean of the drives'
+    means and the block variance the mean of the drives' mean squared block deviations from it. Drives
+    differ by their scenes; a short drive from another domain (the real-sample sequence among simulated
+    drives) must widen the baseline as much as a long one.
+
     Raises
     ------
     ValueError
@@ -243,26 +248,27 @@ def fit_baseline(frames: Iterable[Mapping[str, float]], model_id: str, sensors: 
             continue
         if v.size < min_frames:
             raise ValueError(f"baseline key {k}: only {v.size} frames with a value, need >= {min_frames}")
-        mean[k] = float(v.mean())
+        drive = np.asarray(ids)[ok]
+        mean[k] = float(np.mean([v[drive == d].mean() for d in dict.fromkeys(drive.tolist())]))
         std[k] = max(float(v.std(ddof=1)), float(min_std))
-        blocks = _block_means(vals[ok], np.asarray(ids)[ok], block_frames)
-        if blocks.size >= 5:
-            block_std[k] = max(float(np.sqrt(np.mean((blocks - mean[k]) ** 2))), float(min_block_std))
+        per_drive = [b for b in _block_means(v, drive, block_frames) if b.size]
+        if sum(b.size for b in per_drive) >= 5:
+            var = np.mean([np.mean((b - mean[k]) ** 2) for b in per_drive])
+            block_std[k] = max(float(np.sqrt(var)), float(min_block_std))
     if not mean:
         raise ValueError("no frame has any share statistic")
     return Baseline(model_id, tuple(sorted(sensors)), tuple(modalities), mean, std, len(rows), source, block_std,
                     int(block_frames))
 
 
-def _block_means(values: np.ndarray, drive_ids: np.ndarray, block: int) -> np.ndarray:
-    """Means of consecutive ``block``-value blocks within each drive (a drive's incomplete last block dropped)."""
+def _block_means(values: np.ndarray, drive_ids: np.ndarray, block: int) -> list[np.ndarray]:
+    """Per drive, the means of consecutive ``block``-value blocks (a drive's incomplete last block dropped)."""
     out = []
     for d in dict.fromkeys(drive_ids.tolist()):
         v = values[drive_ids == d]
         n = v.size // block
-        if n:
-            out.append(v[: n * block].reshape(n, block).mean(axis=1))
-    return np.concatenate(out) if out else np.zeros(0)
+        out.append(v[: n * block].reshape(n, block).mean(axis=1))
+    return out
 
 
 def cusum_arl0(k: float, h: float, two_sided: bool = True) -> float:

@@ -66,6 +66,19 @@ def test_baseline_yaml_round_trip_and_refusal(baseline, tmp_path):
         Baseline.from_dict({**baseline.to_dict(), "format": 99})
 
 
+def test_every_calibration_drive_counts_once_whatever_its_length():
+    """A short drive from another domain widens the baseline as much as a long one: drive means, not frames."""
+    rng = np.random.default_rng(5)
+    long_a = [{"det.camera": 0.30 + rng.normal(0, 0.01)} for _ in range(400)]
+    short_b = [{"det.camera": 0.40 + rng.normal(0, 0.01)} for _ in range(40)]
+    fit = fit_baseline(long_a + short_b, "m", SENSORS, MODS, drive_ids=[0] * 400 + [1] * 40)
+    assert fit.mean["det.camera"] == pytest.approx(0.35, abs=0.005)
+    assert fit.block_std["det.camera"] == pytest.approx(0.05, abs=0.005)  # each drive 0.05 off the mean
+    longer = fit_baseline(long_a * 3 + short_b, "m", SENSORS, MODS, drive_ids=[0] * 1200 + [1] * 40)
+    assert longer.mean["det.camera"] == pytest.approx(fit.mean["det.camera"], abs=1e-9)
+    assert longer.block_std["det.camera"] == pytest.approx(fit.block_std["det.camera"], rel=0.02)
+
+
 def test_fit_refuses_too_few_frames():
     with pytest.raises(ValueError, match="need >= 20"):
         fit_baseline([{"det.camera": 0.3}] * 5, "m", SENSORS, MODS)
