@@ -19,6 +19,7 @@ header stamp that jumps backwards resets the windows instead of failing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -157,18 +158,21 @@ class HealthMonitor:
         else:
             results = checker.update(data)
             if modality == "lidar":
-                self._update_context(sensor, data, stamp_ns)
+                ground = results.get("ground")
+                doubt = "" if ground is None or ground.level == Level.OK else f"{sensor} ground plane moved"
+                self._update_context(sensor, data, stamp_ns, doubt)
         self._record(sensor, results, stamp_ns)
 
-    def _update_context(self, lidar: str, points, stamp_ns: int) -> None:
-        """Per camera, what this sweep says about its check grid (near objects, covered cells)."""
+    def _update_context(self, lidar: str, points, stamp_ns: int, doubt: str = "") -> None:
+        """Per camera, what this sweep says about its check grid (near objects, covered cells); for the radars,
+        the occupied cells (``doubt``: why this LiDAR is not a reference for them now)."""
         c = self.config.camera
         xyz, _, _ = lidar_columns(points)
         xyz = xyz[:, ::2]  # every other return is plenty for per-cell coverage and near surfaces
         T = np.asarray(self.rig.sensors[lidar].T_base_sensor, np.float32)
         base = T[:3, :3] @ xyz + T[:3, 3:4]
         if self.rig.of("radar"):
-            self._occupancy = lidar_occupancy(base, stamp_ns, self.config.radar)
+            self._occupancy = replace(lidar_occupancy(base, stamp_ns, self.config.radar), doubt=doubt)
         for cam in self.rig.of("camera"):
             proj = CameraProjection.from_spec(cam)
             if proj is None:

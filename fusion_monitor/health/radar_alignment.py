@@ -36,6 +36,7 @@ class Occupancy:
     x0: float
     cell_m: float
     stamp_ns: int
+    doubt: str = ""  # why the LiDAR itself is not a reference now (its own checks say it moved); "" = trusted
 
     def lookup(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Boolean per point: its cell is occupied (False outside the grid)."""
@@ -117,6 +118,8 @@ class RadarAlignment:
         if occ is None or abs(int(stamp_ns) - occ.stamp_ns) > c.alignment_max_lidar_age_ms * 1e6:
             return CheckResult(Level.OK, "alignment not judged (no LiDAR sweep within "
                                f"{c.alignment_max_lidar_age_ms:g} ms)", {"value": "nan", "bound": "LiDAR sweep"})
+        if occ.doubt:  # a moved LiDAR makes every radar look turned: blame neither
+            return CheckResult(Level.OK, f"alignment not judged ({occ.doubt})", {"value": "nan", "bound": "LiDAR"})
         r = np.hypot(f["x"], f["y"])
         sel = (r >= c.alignment_min_range_m) & (r <= c.alignment_max_range_m)
         x, y = f["x"][sel], f["y"][sel]

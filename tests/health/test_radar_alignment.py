@@ -125,6 +125,29 @@ def test_monitor_reports_a_turned_radar_by_name(rig):
     assert st.level == Level.ERROR and "+3.0 deg" in st.message, st.message
 
 
+def test_a_moved_lidar_does_not_blame_the_radars(rig):
+    """When the LiDAR's own ground plane says it moved, it is no reference: the radars are not called turned."""
+    mon = HealthMonitor(rig, HealthConfig())
+    rng = np.random.default_rng(4)
+    lidar = rig.sensors["LIDAR_TOP"]
+    T_lidar = np.linalg.inv(np.asarray(lidar.T_base_sensor, np.float64))
+    delta = F.extrinsic_offset(5, np.random.default_rng(1))  # 3 deg, 0.5 m
+    spec = rig.sensors["RADAR_FRONT"]
+    for i in range(40):
+        t = 1_000_000_000 + i * 100_000_000
+        centres = poles(rng)
+        base = lidar_points(centres, rng)
+        sweep = np.c_[(T_lidar[:3, :3] @ base + T_lidar[:3, 3:4]).T, np.zeros((base.shape[1], 2))].astype(np.float32)
+        if i >= 15:
+            sweep = F.lidar_extrinsic_drift(sweep, 5, rng, delta_T=delta)
+        mon.on_lidar("LIDAR_TOP", sweep, t, t)
+        mon.on_radar("RADAR_FRONT", radar_scan(centres, spec.T_base_sensor, rng), t + 20_000_000, t + 20_000_000)
+    st = {s.name: s for s in mon.statuses(t + 30_000_000)}
+    assert st["fusion_monitor: LIDAR_TOP/ground"].level >= Level.WARN, st["fusion_monitor: LIDAR_TOP/ground"].message
+    align = st["fusion_monitor: RADAR_FRONT/alignment"]
+    assert align.level == Level.OK and "ground plane moved" in align.message, align.message
+
+
 def test_alignment_parameters_are_validated():
     with pytest.raises(ValueError, match="alignment_warn_deg"):
         RadarCheckConfig(alignment_warn_deg=4.0, alignment_error_deg=3.0)
