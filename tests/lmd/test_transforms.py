@@ -203,6 +203,21 @@ def test_relu_gate_and_pool_offsets_export_forms_give_the_same_streams(monkeypat
     assert_export_form_is_exact(ReluPool(), x, monkeypatch)
 
 
+class WhereBoth(nn.Module):
+    def forward(self, a, b):
+        x = a + b
+        y = torch.where(x > 0, x, 0.1 * x)  # two streamed branches: a 0/1 blend in PyTorch, Where in ONNX
+        return y.masked_fill(y < -0.5, -100.0)  # a constant branch: always a select
+
+
+def test_where_blend_is_exact(monkeypatch):
+    """PyTorch blends two streamed where branches with a 0/1 mask; same values as the Where of the export."""
+    g = torch.Generator().manual_seed(2)
+    x = {k: torch.round(2 * torch.randn(1, 3, 6, 7, generator=g, dtype=DT)) for k in ("a", "b")}
+    assert (decompose(WhereBoth().eval(), x)(**x).output == -100.0).any()
+    assert_export_form_is_exact(WhereBoth(), x, monkeypatch)
+
+
 def test_concat_with_a_user_rule_is_not_split():
     from fusion_monitor.lmd import FreezeToBias, RuleMap
 
