@@ -4,7 +4,7 @@ A radar whose mount turned by a few degrees (a knock, a loose bracket) keeps del
 counts, velocities and clutter look nominal, and a fusion detector quietly discounts it. Against the LiDAR
 the error is plain: at 30 m a 3 deg yaw moves a target 1.6 m sideways, off the pole, wall or car the LiDAR
 returns from. The check rotates each scan about the radar's own origin by candidate yaw offsets and counts the
-targets that fall on LiDAR-occupied ground cells (non-ground returns, a little dilated), summed over a window
+targets that fall on LiDAR-occupied map cells (non-ground returns, a little dilated), summed over a window
 of scans. The best-supported offset is the radar's yaw error as seen by the LiDAR; it alerts when that offset
 is large and explains clearly more targets than the mounting does. The match must also be a real one: most
 targets on LiDAR structure at the best offset, and far more than at a typical offset. Targets unrelated to
