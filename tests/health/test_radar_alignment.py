@@ -105,44 +105,42 @@ def test_without_a_recent_lidar_sweep_alignment_is_not_judged(rig):
         assert res.level == Level.OK and "not judged" in res.message
 
 
-def test_monitor_reports_a_turned_radar_by_name(rig):
-    """Through HealthMonitor: LiDAR sweeps (sensor frame) and radar scans -> "<node>: RADAR_FRONT/alignment"."""
+def drive_monitor(rig, seed, frames, lidar_fault=None, radar_fault=None):
+    """HealthMonitor fed ``frames`` pole scenes at 10 Hz: a LiDAR sweep (sensor frame) then a RADAR_FRONT scan
+    20 ms later; ``lidar_fault`` / ``radar_fault`` (i, data, rng) -> data alter them. Statuses by name at the end."""
     mon = HealthMonitor(rig, HealthConfig())
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     T_lidar = np.linalg.inv(np.asarray(rig.sensors["LIDAR_TOP"].T_base_sensor, np.float64))
     spec = rig.sensors["RADAR_FRONT"]
-    for i in range(30):
+    for i in range(frames):
         t = 1_000_000_000 + i * 100_000_000
         centres = poles(rng)
         base = lidar_points(centres, rng)
-        sweep = (T_lidar[:3, :3] @ base + T_lidar[:3, 3:4]).T.astype(np.float32)
-        mon.on_lidar("LIDAR_TOP", np.c_[sweep, np.zeros((len(sweep), 2), np.float32)], t, t)
+        sweep = np.c_[(T_lidar[:3, :3] @ base + T_lidar[:3, 3:4]).T, np.zeros((base.shape[1], 2))].astype(np.float32)
+        mon.on_lidar("LIDAR_TOP", sweep if lidar_fault is None else lidar_fault(i, sweep, rng), t, t)
         scan = radar_scan(centres, spec.T_base_sensor, rng)
-        if i >= 10:
-            scan = F.radar_extrinsic_drift(scan, 4, rng, sign=1.0)
+        scan = scan if radar_fault is None else radar_fault(i, scan, rng)
         mon.on_radar("RADAR_FRONT", scan, t + 20_000_000, t + 20_000_000)
-    st = {s.name: s for s in mon.statuses(t + 30_000_000)}["fusion_monitor: RADAR_FRONT/alignment"]
+    return {s.name: s for s in mon.statuses(t + 30_000_000)}
+
+
+def test_monitor_reports_a_turned_radar_by_name(rig):
+    """Through HealthMonitor: LiDAR sweeps (sensor frame) and radar scans -> "<node>: RADAR_FRONT/alignment"."""
+    def turn(i, scan, rng):
+        return F.radar_extrinsic_drift(scan, 4, rng, sign=1.0) if i >= 10 else scan
+
+    st = drive_monitor(rig, 3, 30, radar_fault=turn)["fusion_monitor: RADAR_FRONT/alignment"]
     assert st.level == Level.ERROR and "+3.0 deg" in st.message, st.message
 
 
 def test_a_moved_lidar_does_not_blame_the_radars(rig):
     """When the LiDAR's own ground plane says it moved, it is no reference: the radars are not called turned."""
-    mon = HealthMonitor(rig, HealthConfig())
-    rng = np.random.default_rng(4)
-    lidar = rig.sensors["LIDAR_TOP"]
-    T_lidar = np.linalg.inv(np.asarray(lidar.T_base_sensor, np.float64))
     delta = F.extrinsic_offset(5, np.random.default_rng(1))  # 3 deg, 0.5 m
-    spec = rig.sensors["RADAR_FRONT"]
-    for i in range(40):
-        t = 1_000_000_000 + i * 100_000_000
-        centres = poles(rng)
-        base = lidar_points(centres, rng)
-        sweep = np.c_[(T_lidar[:3, :3] @ base + T_lidar[:3, 3:4]).T, np.zeros((base.shape[1], 2))].astype(np.float32)
-        if i >= 15:
-            sweep = F.lidar_extrinsic_drift(sweep, 5, rng, delta_T=delta)
-        mon.on_lidar("LIDAR_TOP", sweep, t, t)
-        mon.on_radar("RADAR_FRONT", radar_scan(centres, spec.T_base_sensor, rng), t + 20_000_000, t + 20_000_000)
-    st = {s.name: s for s in mon.statuses(t + 30_000_000)}
+
+    def move(i, sweep, rng):
+        return F.lidar_extrinsic_drift(sweep, 5, rng, delta_T=delta) if i >= 15 else sweep
+
+    st = drive_monitor(rig, 4, 40, lidar_fault=move)
     assert st["fusion_monitor: LIDAR_TOP/ground"].level >= Level.WARN, st["fusion_monitor: LIDAR_TOP/ground"].message
     align = st["fusion_monitor: RADAR_FRONT/alignment"]
     assert align.level == Level.OK and "ground plane moved" in align.message, align.message
