@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "scenarios" / "params" / "alerts.param.yaml"
 BASELINE = REPO / "scenarios" / "params" / "baseline_reference_package.yaml"
 CACHE = REPO / "benchmarks" / ".cache" / "eval"
+CALIBRATION_FRAMES = CACHE / "calibration_frames.jsonl"
 #: Nominal drives the baseline is fit on (none is in the suite): simulated seeds (60 s, the ego stays on the
 #: road) and the real-sample sequence with jitter seed 1 (the suite's real scenarios use seed 0).
 CALIBRATION_SIM_SEEDS = (603, 622, 635, 651, 667, 688, 702, 719)
@@ -82,7 +83,7 @@ def calibrate() -> int:
             for s in CALIBRATION_SIM_SEEDS]
     bags.append(base_bag(Scenario("cal_real", "real", dict(CALIBRATION_REAL)), CACHE,
                          os.environ.get("FUSION_MONITOR_REAL_DATA")))
-    return cli(["calibrate", *map(str, bags), "--out", str(BASELINE)])
+    return cli(["calibrate", *map(str, bags), "--out", str(BASELINE), "--save-frames", str(CALIBRATION_FRAMES)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,6 +216,48 @@ def test_correlated_nominal_shares_raise_no_drift():
     assert alarms == 0
 
 
+def scene_drives(rng, offsets, n_blocks=60):
+    """Nominal drives whose LiDAR share sits at its own steady level (the scene), 1 s plateaus around it."""
+    return [np.repeat(0.4 + off + rng.normal(0, 0.02, n_blocks), 20) + rng.normal(0, 0.01, 20 * n_blocks)
+            for off in offsets]
+
+
+def drift_alarms(b, shares):
+    ch = AttributionChecker(("lidar",), baseline=b)
+    return [i for i, x in enumerate(shares) if ch.update([{"lidar": float(x)}], [0.9])["lidar"]["drift"].level
+            != Level.OK]
+
+
+def test_held_out_drives_set_the_drift_reference_and_interval():
+    """Drives differ by their scenes for their whole length. A CUSUM with k = 1 block std climbs through h = 8 on
+    a new nominal drive that sits 1.5 block std off; the reference value and decision interval measured by
+    holding each calibration drive out of the fit do not, and a real drift is still found."""
+    rng = np.random.default_rng(12)
+    offsets = [-0.04, -0.02, 0.0, 0.01, 0.03, 0.05]
+    drives = scene_drives(rng, offsets)
+    fit = [{"det.lidar": float(x)} for x in np.concatenate(drives)]
+    ids = np.repeat(np.arange(len(drives)), drives[0].size).tolist()
+    b = fit_baseline(fit, "m", SENSORS, ("lidar",), min_std=0.001, drive_ids=ids)
+    assert b.drift_drives == 6 and b.drift_k["det.lidar"] > 1.0 and b.drift_excursion["det.lidar"] > 0
+    plain = Baseline.from_dict({**b.to_dict(), "drift_k": {}, "drift_excursion": {}})  # k = 1, h = 8 as before
+
+    new_drive = scene_drives(rng, [0.045], n_blocks=120)[0]  # 2 min, within the calibration drives' spread
+    assert drift_alarms(plain, new_drive), "the plain CUSUM should alarm on a steady scene offset"
+    assert drift_alarms(b, new_drive) == []
+    k, h = AttributionChecker(("lidar",), baseline=b).drift_kh("det.lidar")
+    assert k == pytest.approx(b.drift_k["det.lidar"]) and h >= 8.0
+
+    drifting = new_drive - 0.15 * np.clip(np.arange(new_drive.size) / 600 - 1, 0, 1)  # from 30 s, to -0.15 at 60 s
+    alarms = drift_alarms(b, drifting)
+    assert alarms and 600 < alarms[0] < 1800
+    assert Baseline.from_dict(b.to_dict()) == b
+    with pytest.raises(ValueError, match="drift_k"):
+        Baseline.from_dict({**b.to_dict(), "drift_excursion": {}})
+    two = fit_baseline(fit[: 2 * drives[0].size], "m", SENSORS, ("lidar",), min_std=0.001,
+                       drive_ids=ids[: 2 * drives[0].size])
+    assert two.drift_k == {} and two.drift_drives == 0  # a held-out fit needs two other drives
+
+
 def test_slow_drift_caught_by_cusum_not_by_the_frame_bound(baseline):
     rng = np.random.default_rng(5)
     ch = AttributionChecker(MODS, baseline=baseline)

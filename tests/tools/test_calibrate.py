@@ -97,7 +97,7 @@ def test_cli_reports_a_missing_model_and_writes_nothing(tmp_path, capsys):
 def test_calibrate_fits_a_baseline_the_monitor_accepts(sim_bag, tmp_path, rig):
     out = tmp_path / "baseline.yaml"
     try:
-        b = cal.calibrate([sim_bag], out, model=str(PACKAGE), min_frames=5)
+        b = cal.calibrate([sim_bag], out, model=str(PACKAGE), min_frames=5, save_frames=tmp_path / "frames.jsonl")
     except ValueError as e:
         if "share statistic" in str(e) or "only" in str(e):
             pytest.skip(f"{PACKAGE} gives too few confirmed detections to calibrate on 3 s ({e}); untrained package?")
@@ -110,6 +110,23 @@ def test_calibrate_fits_a_baseline_the_monitor_accepts(sim_bag, tmp_path, rig):
     assert set(loaded.block_std) <= set(loaded.mean) and loaded.block_frames >= 1
     with pytest.raises(ModelLoadError):
         cal.calibrate([sim_bag], tmp_path / "x.yaml", model=str(tmp_path / "missing"))
+    # the saved statistics refit the same baseline without a replay (e.g. with another min_std)
+    assert main(["calibrate", "--from-frames", str(tmp_path / "frames.jsonl"), "--out", str(tmp_path / "r.yaml"),
+                 "--min-frames", "5"]) == 0
+    assert Baseline.from_yaml(tmp_path / "r.yaml") == b
+
+
+def test_refit_names_the_file_and_line_of_a_bad_save(tmp_path, capsys):
+    bad = tmp_path / "frames.jsonl"
+    bad.write_text('{"model_id": "m@1", "sensors": ["LIDAR_TOP"], "modalities": ["lidar"], "block_frames": 20, '
+                   '"cusum_k": 1.0}\n{"drive": 0, "det.lidar": 0.4}\n{"det.lidar": 0.5}\n')
+    rc = main(["calibrate", "--from-frames", str(bad), "--out", str(tmp_path / "b.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "frames.jsonl" in err and "line 3" in err and not (tmp_path / "b.yaml").exists()
+    bad.write_text("not json\n")
+    with pytest.raises(ValueError, match="line 1"):
+        cal.refit(bad, tmp_path / "b.yaml")
+    assert main(["calibrate", "--out", str(tmp_path / "b.yaml")]) == 2  # neither bags nor saved frames
 
 
 def test_frame_shares_read_back_from_the_contribution_statuses():
