@@ -271,9 +271,13 @@ class LidarCheckConfig(_Group):
     ground_tilt_error_deg: float = _p(2.0, "ground-plane tilt step that raises ERROR", 0.0, 90.0)
     intensity_warn: float = _p(6.0, "mean intensity (0..255) below which the LiDAR is WARN", 0.0, 255.0)
     intensity_error: float = _p(2.5, "mean intensity below which the LiDAR is ERROR", 0.0, 255.0)
+    frozen_warn: int = _p(1, "consecutive bit-identical sweeps after the first that raise WARN (a real LiDAR never "
+                          "repeats a sweep: range noise on every point)", 1, 10000)
+    frozen_error: int = _p(3, "consecutive bit-identical sweeps after the first that raise ERROR", 1, 10000)
 
     def _check(self):
         self._order("count_drop_error", "count_drop_warn", strict=False)
+        self._order("frozen_warn", "frozen_error", strict=False)
         self._order("blockage_warn_deg", "blockage_error_deg", strict=False)
         self._order("near_warn", "near_error", strict=False)
         self._order("visibility_error_m", "visibility_warn_m", strict=False)
@@ -322,6 +326,10 @@ class RadarCheckConfig(_Group):
     static_bias_warn_mps: float = _p(0.3, "|median radial velocity of static targets| that raises WARN", 0.0, 100.0)
     static_bias_error_mps: float = _p(1.0, "|median radial velocity of static targets| that raises ERROR",
                                       0.0, 100.0)
+    frozen_warn: int = _p(2, "consecutive bit-identical scans after the first that raise WARN", 1, 10000)
+    frozen_error: int = _p(5, "consecutive bit-identical scans after the first that raise ERROR", 1, 10000)
+    frozen_min_targets: int = _p(5, "scans with fewer targets are not judged frozen (a short target list, e.g. an "
+                                 "empty one, may repeat)", 1, 100000)
 
     alignment_window: int = _p(20, "radar scans whose LiDAR matches are summed by the alignment check (2 s at the "
                                "default 10 Hz trigger)", 1, 10000)
@@ -357,6 +365,7 @@ class RadarCheckConfig(_Group):
     def _check(self):
         self._order("clutter_ratio", "clutter_error_ratio", strict=False)
         self._order("static_bias_warn_mps", "static_bias_error_mps", strict=False)
+        self._order("frozen_warn", "frozen_error", strict=False)
         self._order("alignment_warn_deg", "alignment_error_deg", strict=False)
         self._order("alignment_min_range_m", "alignment_max_range_m", strict=True)
         self._order("alignment_z_min_m", "alignment_z_max_m", strict=True)
@@ -387,6 +396,11 @@ class AttributionCheckConfig(_Group):
                         "run length of about 2.3e7 blocks two-sided (Siegmund approximation, independent blocks at 1 "
                         "block/s; h=5 alarmed on nominal drives outside the calibration set, whose scenes differ more "
                         "than the 4 calibration drives showed); a 3-std shift is found in about 5 blocks", 0.1, 1000.0)
+    cusum_margin: float = _p(1.5, "with a baseline fit on 3 or more drives, the decision interval is at least this "
+                             "times the largest CUSUM statistic a nominal drive reached when held out of the fit "
+                             "(and the reference value at least its largest steady offset): nominal drives differ by "
+                             "their scenes for minutes at a time, which the independent-block ARL0 does not model",
+                             1.0, 100.0)
     contradiction_share: float = _p(-0.2, "a modality share below this on a confirmed detection contradicts it",
                                     -1.0, 0.0)
     contradiction_warn: float = _p(0.3, "fraction of confirmed detections contradicted that raises WARN", 0.0, 1.0)

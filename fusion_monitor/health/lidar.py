@@ -1,4 +1,5 @@
-"""LiDAR sweep checks: point count, blockage by azimuth/elevation, missing beams, near clutter, visibility, intensity.
+"""LiDAR sweep checks: point count, blockage by azimuth/elevation, missing beams, near clutter, visibility, intensity,
+ground plane, frozen sweeps.
 
 Azimuths are reported in the base frame orientation (REP 103: 0 deg = forward, +90 deg = left),
 measured around the sensor origin; the ground band is the beams below
@@ -12,10 +13,12 @@ from collections import deque
 import numpy as np
 
 from fusion_monitor.health.config import LidarCheckConfig, ego_box
+from fusion_monitor.health.frozen import RepeatCounter
 from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks a :class:`LidarChecker` reports, in order.
-LIDAR_CHECKS = ("point_count", "blockage", "beams", "near_clutter", "outliers", "visibility", "intensity", "ground")
+LIDAR_CHECKS = ("point_count", "blockage", "beams", "near_clutter", "outliers", "visibility", "intensity", "ground",
+                "frozen")
 
 
 def lidar_columns(points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -162,6 +165,7 @@ class LidarChecker:
         self._ring_ref: np.ndarray | None = None
         self._plane_ref: np.ndarray | None = None  # (a, b, c) of the ground plane seen so far
         self._plane_seen = 0
+        self._frozen = RepeatCounter("sweeps", self.config.frozen_warn, self.config.frozen_error)
 
     def update(self, points: np.ndarray) -> dict[str, CheckResult]:
         """Run every LiDAR check on one sweep (points in the sensor frame); returns check -> result."""
@@ -188,6 +192,7 @@ class LidarChecker:
                                            np.arctan2(ry[scene], rx[scene])),
             "intensity": self._intensity(inten[scene] if inten is not None else None),
             "ground": self._ground(bx[scene], by[scene], bz[scene]),
+            "frozen": self._frozen.update(points, int(valid.sum())),
         }
 
     def _count(self, n: int) -> CheckResult:

@@ -1,5 +1,5 @@
 """Radar target-list checks (per radar): target count, velocity plausibility and bias, clutter bursts, and
-alignment with the LiDAR (fusion_monitor.health.radar_alignment)."""
+alignment with the LiDAR (fusion_monitor.health.radar_alignment), frozen target lists (fusion_monitor.health.frozen)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections import deque
 import numpy as np
 
 from fusion_monitor.health.config import RadarCheckConfig
+from fusion_monitor.health.frozen import RepeatCounter
 from fusion_monitor.health.radar_alignment import Occupancy, RadarAlignment
 from fusion_monitor.health.status import CheckResult, Level, fmt
 
 #: Checks a :class:`RadarChecker` reports, in order.
-RADAR_CHECKS = ("target_count", "velocity", "clutter", "alignment")
+RADAR_CHECKS = ("target_count", "velocity", "clutter", "alignment", "frozen")
 
 #: ARS408 dyn_prop values meaning "stationary" (stationary, stationary candidate, crossing stationary).
 STATIC_DYN_PROP = (1, 3, 5)
@@ -83,6 +84,8 @@ class RadarChecker:
     def reset(self) -> None:
         """Forget the count history and the alignment window (after a time jump)."""
         self._counts: deque[int] = deque(maxlen=self.config.count_history)
+        c = self.config
+        self._frozen = RepeatCounter("scans", c.frozen_warn, c.frozen_error, c.frozen_min_targets)
         if self._align is not None:
             self._align.reset()
 
@@ -101,7 +104,8 @@ class RadarChecker:
             align = CheckResult(Level.OK, "alignment not judged (no mounting given)", {"value": "nan", "bound": "mount"})
         else:
             align = self._align.update(f, lidar, stamp_ns)
-        return {"target_count": count, "velocity": self._velocity(f, n), "clutter": clutter, "alignment": align}
+        return {"target_count": count, "velocity": self._velocity(f, n), "clutter": clutter, "alignment": align,
+                "frozen": self._frozen.update(points, n)}
 
     def _count(self, n: int, med: float) -> CheckResult:
         c = self.config

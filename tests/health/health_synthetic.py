@@ -50,3 +50,16 @@ def textured_image(rng: np.random.Generator, h: int = 450, w: int = 800) -> np.n
     fine = rng.random((h, w)) * 0.3
     y = np.clip(0.25 + 0.5 * base + fine - 0.15, 0, 1)
     return (np.repeat(y[..., None], 3, axis=2) * 255).astype(np.uint8)
+
+
+def remeasured(points: np.ndarray, rng: np.random.Generator, sigma_m: float = 0.005) -> np.ndarray:
+    """The same scene measured again: ``sigma_m`` of range noise on x y z (a real LiDAR or radar never
+    delivers two bit-identical sweeps or scans; re-sending one is the frozen fault)."""
+    out = points.copy()
+    if out.dtype.names:
+        for f in ("x", "y", "z"):
+            if f in out.dtype.names:
+                out[f] += rng.normal(0.0, sigma_m, out.shape).astype(out[f].dtype)
+    else:
+        out[:, :3] += rng.normal(0.0, sigma_m, (len(out), 3)).astype(out.dtype)
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from health_synthetic import synthetic_sweep
+from health_synthetic import remeasured, synthetic_sweep
 
 from fusion_monitor.health import Level, LidarCheckConfig, LidarChecker
 from fusion_monitor.health.lidar import circular_runs
@@ -13,8 +13,9 @@ from fusion_monitor.sensors import faults as F
 
 def check(sweep, T, fault=None, severity=1, seed=0, warm=3, **params):
     ch = LidarChecker("LIDAR_TOP", T_base_sensor=T)
+    rng = np.random.default_rng(seed + 1000)
     for _ in range(warm):
-        ch.update(sweep)
+        ch.update(remeasured(sweep, rng))
     data = sweep if fault is None else fault(sweep, severity, np.random.default_rng(seed), **params)
     return ch.update(data)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from health_synthetic import synthetic_radar, synthetic_sweep, textured_image
+from health_synthetic import remeasured, synthetic_radar, synthetic_sweep, textured_image
 
 from fusion_monitor.health import BaselineMismatch, HealthMonitor, Level, fit_baseline
 from fusion_monitor.health.attribution import ATTRIBUTION_CHECKS
@@ -48,7 +48,7 @@ class Drive:
                     self.k += 1
                     data = self.camera_override.get(n, self.images[self.k % 4])
                 elif s.modality == "lidar":
-                    data = self.sweep
+                    data = remeasured(self.sweep, self.rng)
                 else:
                     data = synthetic_radar(self.rng)
                 if self.injector is not None:
@@ -207,6 +207,21 @@ def test_injected_lidar_blockage_episode_raised_where_and_cleared_after(rig):
     others = {n for t, s in timeline for n, v in s.items() if v.level != Level.OK and not n.startswith(
         "fusion_monitor: LIDAR_TOP/")}
     assert others == set()
+
+
+@pytest.mark.parametrize("sensor", ["LIDAR_TOP", "RADAR_FRONT_LEFT"])
+def test_frozen_lidar_or_radar_is_raised_on_that_sensor_only(rig, sensor):
+    """A driver that keeps re-sending its last sweep / scan under fresh stamps: rate and every per-message
+    statistic stay nominal, only the frozen check sees it; it clears when the data moves again."""
+    spec = [{"fault": "frozen", "sensor": sensor, "severity": 5, "start_s": 1.0, "end_s": 2.0}]
+    timeline = injected_drive(rig, spec, 3.5)
+    name = f"fusion_monitor: {sensor}/frozen"
+    levels = {t: st[name].level for t, st in timeline}
+    assert all(levels[t] == Level.OK for t in levels if t <= 1000)
+    assert levels[1400] != Level.OK and "identical" in dict(timeline)[1400][name].message
+    assert levels[3500] == Level.OK
+    raised = {n for t, st in timeline for n, v in st.items() if v.level != Level.OK}
+    assert raised == {name}, raised
 
 
 def test_injected_camera_stamp_offset_raises_sync(rig):

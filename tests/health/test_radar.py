@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from health_synthetic import synthetic_radar
+from health_synthetic import remeasured, synthetic_radar
 
 from fusion_monitor.health import Level, RadarChecker
 from fusion_monitor.sensors import faults as F
@@ -33,8 +33,9 @@ def test_nominal_synthetic_scans_raise_nothing():
 def test_real_ars408_scans_raise_nothing(radar_scans):
     for scan in radar_scans:
         ch = RadarChecker(scan.frame_id)
+        rng = np.random.default_rng(0)
         for _ in range(5):
-            res = ch.update(scan.points)
+            res = ch.update(remeasured(scan.points, rng, 0.05))
         assert all(r.level == Level.OK for r in res.values()), (scan.frame_id, {k: r.message for k, r in res.items()})
 
 
@@ -140,3 +141,16 @@ def test_static_world_without_classification_ignores_slow_radial_movers():
     assert "map cells" in r.message
     severe = _without_classification(F.radar_velocity_bias(synthetic_radar(rng, n=45), 5, rng))
     assert ch.update(severe)["velocity"].level == Level.ERROR
+
+
+def test_frozen_target_list_ladder_and_short_lists_not_judged():
+    rng = np.random.default_rng(3)
+    ch = RadarChecker("RADAR_FRONT")
+    scan = synthetic_radar(rng, n=40)
+    levels = [ch.update(scan)["frozen"].level for _ in range(7)]  # the same list re-sent
+    assert levels == [Level.OK, Level.OK, Level.WARN, Level.WARN, Level.WARN, Level.ERROR, Level.ERROR]
+    assert ch.update(remeasured(scan, rng, 0.05))["frozen"].level == Level.OK  # the data moves again
+    short = synthetic_radar(rng, n=3)  # a short list may legitimately repeat (e.g. waiting at a light)
+    assert all(ch.update(short)["frozen"].level == Level.OK for _ in range(10))
+    r = ch.update(short)["frozen"]
+    assert "not judged" in r.message and r.values["min_items"] == "5"
