@@ -89,18 +89,19 @@ class ImageStats:
     edge_iso: float = float("nan")
 
 
-def scale_ratios(y: np.ndarray) -> tuple[float, float, float]:
+def scale_ratios(y: np.ndarray, lap_var: float | None = None) -> tuple[float, float, float]:
     """(x, y, isotropic) fine-to-coarse energy ratios of a luma image: var of the second derivative along x, along
-    y and of the Laplacian, each divided by the same on the 2x2-averaged image (nan on a flat image)."""
+    y and of the Laplacian, each divided by the same on the 2x2-averaged image (nan on a flat image).
+    ``lap_var``: var of ``laplacian(y)`` when the caller has it already."""
     h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
     y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-    def energies(a: np.ndarray) -> tuple[float, float, float]:
+    def energies(a: np.ndarray, lv: float | None = None) -> tuple[float, float, float]:
         dxx = a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2]
         dyy = a[2:] - 2 * a[1:-1] + a[:-2]
-        return float(dxx.var()), float(dyy.var()), float(laplacian(a).var())
+        return float(dxx.var()), float(dyy.var()), float(laplacian(a).var()) if lv is None else lv
 
-    fine, coarse = energies(y), energies(y2)
+    fine, coarse = energies(y, lap_var), energies(y2)
     return tuple(f / c if c > 1e-12 else float("nan") for f, c in zip(fine, coarse))  # type: ignore[return-value]
 
 
@@ -111,11 +112,12 @@ def image_stats(y: np.ndarray, rows: int = 4, cols: int = 4) -> ImageStats:
     lap = laplacian(y)
     g = _grid(y, rows, cols)
     gl = _grid(lap, rows, cols)
-    ex, ey, ei = scale_ratios(y)
+    sharpness = float(lap.var())
+    ex, ey, ei = scale_ratios(y, sharpness)
     return ImageStats(
         mean=float(y.mean()), std=float(y.std()),
         sat_hi=float(np.count_nonzero(y >= 0.98)) / y.size, sat_lo=float(np.count_nonzero(y <= 0.02)) / y.size,
-        sharpness=float(lap.var()), cell_mean=g.mean(axis=2), cell_std=g.std(axis=2), cell_sharpness=gl.var(axis=2),
+        sharpness=sharpness, cell_mean=g.mean(axis=2), cell_std=g.std(axis=2), cell_sharpness=gl.var(axis=2),
         edge_x=ex, edge_y=ey, edge_iso=ei,
     )
 
