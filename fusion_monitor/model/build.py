@@ -26,8 +26,13 @@ def rig_cameras(rig: Rig, spec: InputSpec) -> list[CameraCalib]:
     return out
 
 
+#: Trunk of the shipped reference detector (``ReferenceDetector`` width / trunk_blocks; in its metadata.json).
+REFERENCE_ARCHITECTURE = {"width": 32, "trunk_blocks": 1}
+
+
 def build_model(rig: Rig | None = None, spec: InputSpec = DEFAULT_SPEC, num_classes: int = len(CLASSES),
-                cameras: list[CameraCalib | None] | None = None) -> ReferenceDetector:
+                cameras: list[CameraCalib | None] | None = None, width: int = REFERENCE_ARCHITECTURE["width"],
+                trunk_blocks: int = REFERENCE_ARCHITECTURE["trunk_blocks"]) -> ReferenceDetector:
     """A fresh (untrained) ReferenceDetector whose lift tables come from ``cameras`` or the rig."""
     if cameras is None:
         cameras = rig_cameras(rig or load_rig(), spec)
@@ -35,7 +40,7 @@ def build_model(rig: Rig | None = None, spec: InputSpec = DEFAULT_SPEC, num_clas
         raise ValueError(f"need {len(spec.camera_names)} camera slots, got {len(cameras)}")
     index, weight = lift_tables(cameras, spec, grid=LIFT_GRID, levels_z_m=LIFT_LEVELS_Z_M)
     return ReferenceDetector(torch.from_numpy(index), torch.from_numpy(weight), num_classes=num_classes,
-                             levels=len(LIFT_LEVELS_Z_M), grid=LIFT_GRID)
+                             levels=len(LIFT_LEVELS_Z_M), grid=LIFT_GRID, width=width, trunk_blocks=trunk_blocks)
 
 
 def with_cameras(model: ReferenceDetector, cameras: list[CameraCalib | None], spec: InputSpec) -> ReferenceDetector:

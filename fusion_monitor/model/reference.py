@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusion_monitor.model.build import build_model
+from fusion_monitor.model.build import REFERENCE_ARCHITECTURE, build_model
 from fusion_monitor.model.decode import NMS_RADIUS_M, Detections, decode
 from fusion_monitor.model.lift import LIFT_GRID, LIFT_LEVELS_Z_M
 from fusion_monitor.model.network import REG_CHANNELS, ReferenceDetector
@@ -58,7 +58,8 @@ def metadata(spec: InputSpec = DEFAULT_SPEC, extra: dict | None = None) -> dict:
     H, W = spec.image_hw
     G = spec.grid
     md = {
-        "name": "fusion_monitor reference detector (R0-lite)",
+        "name": "fusion_monitor reference detector (R0-lite, 32/64-channel trunk)",
+        "architecture": dict(REFERENCE_ARCHITECTURE),
         "format_version": 1,
         "classes": list(CLASSES),
         "modality_order": list(MODALITY_ORDER),
@@ -86,6 +87,10 @@ def metadata(spec: InputSpec = DEFAULT_SPEC, extra: dict | None = None) -> dict:
     return md
 
 
+#: Trunk of releases whose metadata predates the "architecture" key (the 48/96-channel, 2-block trunk).
+LEGACY_ARCHITECTURE = {"width": 48, "trunk_blocks": 2}
+
+
 def load_reference(device: str = "cpu", model_dir: str | Path | None = None, verify: bool = True
                    ) -> tuple[ReferenceDetector, dict]:
     """The shipped reference detector in eval mode and its metadata.
@@ -103,7 +108,7 @@ def load_reference(device: str = "cpu", model_dir: str | Path | None = None, ver
         if got != md["files"]["weights.pt"]["sha256"]:
             raise ValueError(f"{w_path}: sha256 {got} does not match metadata {md['files']['weights.pt']['sha256']}")
     spec = InputSpec.from_dict(md["input_spec"])
-    model = build_model(spec=spec, num_classes=len(md["classes"]))
+    model = build_model(spec=spec, num_classes=len(md["classes"]), **md.get("architecture", LEGACY_ARCHITECTURE))
     state = torch.load(w_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), md

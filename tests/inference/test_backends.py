@@ -260,15 +260,32 @@ def test_zoo_model_parity(tmp_path, decomposed):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["package", "package_plain"])
 def test_shipped_reference_packages_agree_across_backends(name):
-    """Both shipped packages run on ONNX Runtime and on PyTorch (from their checkpoint) and agree."""
+    """Both shipped packages run on ONNX Runtime and on PyTorch (from their checkpoint) and agree.
+
+    The detector outputs agree to 1e-4 on any input. The LMD streams agree to 1e-4 on the export's example inputs;
+    on dense random inputs a few ReLU pre-activations sit within float rounding of zero, and a gate that flips
+    moves contribution between streams (their sum, the output, does not change): measured up to 1.6 % of the
+    largest stream between the backends, and 0.5 % between PyTorch in float32 and float64 on the golden frame.
+    """
     from pathlib import Path
 
     from fusion_monitor.inference import load_package
+    from fusion_monitor.model import example_inputs
 
     pkg = load_package(Path(__file__).resolve().parents[2] / "models" / "reference" / name)
     rng = np.random.default_rng(3)
-    inputs = {i.name: (rng.random(i.shape) if i.modality else np.ones(i.shape)).astype(np.float32)
-              for i in pkg.metadata.inputs}
+    dense = {i.name: (rng.random(i.shape) if i.modality else np.ones(i.shape)).astype(np.float32)
+             for i in pkg.metadata.inputs}
+    example = {k: v.numpy() for k, v in example_inputs(seed=1).items()}
     with create_backend(pkg, "onnxruntime") as ort_b, create_backend(pkg, "pytorch") as torch_b:
-        errors = compare_outputs(ort_b.run(inputs), torch_b.run(inputs))
-    assert set(errors) == set(pkg.metadata.outputs) and max(errors.values()) <= TOL, errors
+        errors = compare_outputs(ort_b.run(example), torch_b.run(example))
+        assert set(errors) == set(pkg.metadata.outputs) and max(errors.values()) <= TOL, errors
+        a, b = ort_b.run(dense), torch_b.run(dense)
+    errors = compare_outputs(a, b)
+    outputs = [k for k in errors if not k.startswith("streams.")]
+    assert max(errors[k] for k in outputs) <= TOL, errors
+    for k in set(errors) - set(outputs):
+        assert errors[k] <= 0.03, (k, errors[k])
+        for run in (a, b):  # each backend's streams still sum to its own output
+            total, out = run[k].sum(axis=0), run[k.removeprefix("streams.")]
+            assert np.abs(total - out).max() <= TOL * np.abs(out).max(), k
