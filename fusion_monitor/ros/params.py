@@ -93,8 +93,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("model.num_threads", 0, "CPU threads for the backend (0 = backend default)",
               min_value=0, max_value=256, read_only=True),
-    ParamSpec("model.thread_spinning", True, "ONNX Runtime: idle inference threads busy-wait between operators "
-              "(ONNX Runtime's default; off measured 1.5x slower for the reference detector on 2 cores)",
+    ParamSpec("model.thread_spinning", False, "ONNX Runtime: idle inference threads busy-wait between operators. "
+              "Off in the node: its executor, JPEG decode and health work need the cores that spinning threads "
+              "burn (node benchmark, full rig at real rates, 2 cores: 8.2-8.5 fps at 133 % CPU off vs 7.2-7.9 fps "
+              "at 165 % on); ONNX Runtime's default (on) is up to 1.5x faster for inference alone (replay keeps it)",
               read_only=True),
     ParamSpec("rig.profile", "", "rig profile YAML (sensor names, topics, calibration); empty = the shipped "
               "nuScenes rig", read_only=True),
