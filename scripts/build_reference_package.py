@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fusion_monitor.inference.export import write_package
 from fusion_monitor.model import MODALITIES, example_inputs, load_reference
-from fusion_monitor.model.reference import LEGACY_ARCHITECTURE
+from fusion_monitor.model.reference import architecture
 from fusion_monitor.sensors.preprocess import InputSpec
 
 OUT = Path(__file__).resolve().parents[1] / "models" / "reference"
@@ -39,7 +39,7 @@ def main() -> None:
         pkg = write_package(OUT / name, model, example_inputs(spec), MODALITIES, decomposed=decomposed,
                             extra_metadata=extra, overwrite=True,
                             factory="fusion_monitor.model.build:build_model",
-                            factory_kwargs=md.get("architecture", LEGACY_ARCHITECTURE))
+                            factory_kwargs=architecture(md))
         ver = pkg.metadata.verification
         print(f"{OUT / name}: outputs {list(pkg.metadata.outputs)}, ONNX Runtime vs PyTorch max relative error "
               f"{ver.get('max_relative_error'):.2e}")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from fusion_monitor.model.lift import LIFT_GRID, LIFT_LEVELS_Z_M, CameraCalib, lift_tables
-from fusion_monitor.model.network import ReferenceDetector
+from fusion_monitor.model.network import REFERENCE_ARCHITECTURE, ReferenceDetector
 from fusion_monitor.sensors.preprocess import DEFAULT_SPEC, InputSpec, scale_intrinsics
 from fusion_monitor.sensors.rig import CalibrationError, Rig, load_rig
 from fusion_monitor.sim.world import CLASSES
@@ -24,10 +24,6 @@ def rig_cameras(rig: Rig, spec: InputSpec) -> list[CameraCalib]:
             raise CalibrationError(name, "camera needs intrinsics and image size")
         out.append(CameraCalib(scale_intrinsics(s.K, W / s.width, H / s.height), s.T_base_sensor))
     return out
-
-
-#: Trunk of the shipped reference detector (``ReferenceDetector`` width / trunk_blocks; in its metadata.json).
-REFERENCE_ARCHITECTURE = {"width": 32, "trunk_blocks": 1}
 
 
 def build_model(rig: Rig | None = None, spec: InputSpec = DEFAULT_SPEC, num_classes: int = len(CLASSES),

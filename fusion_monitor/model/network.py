@@ -81,6 +81,10 @@ class CameraLift(nn.Module):
         return v.reshape(B, self.levels * C, self.grid, self.grid)
 
 
+#: Trunk of the shipped reference detector (``ReferenceDetector`` width / trunk_blocks; in its metadata.json).
+REFERENCE_ARCHITECTURE = {"width": 32, "trunk_blocks": 1}
+
+
 class ReferenceDetector(nn.Module):
     """Camera + LiDAR + radar BEV detector with a CenterPoint-style head.
 
@@ -98,7 +102,8 @@ class ReferenceDetector(nn.Module):
     """
 
     def __init__(self, lift_index: torch.Tensor, lift_weight: torch.Tensor, num_classes: int = 4, levels: int = 4,
-                 grid: int = 64, cam_ch: int = 32, width: int = 32, trunk_blocks: int = 1):
+                 grid: int = 64, cam_ch: int = 32, width: int = REFERENCE_ARCHITECTURE["width"],
+                 trunk_blocks: int = REFERENCE_ARCHITECTURE["trunk_blocks"]):
         super().__init__()
         self.num_classes = num_classes
         self.camera_encoder = CameraEncoder(cam_ch)

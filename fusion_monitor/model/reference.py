@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusion_monitor.model.build import REFERENCE_ARCHITECTURE, build_model
+from fusion_monitor.model.build import build_model
 from fusion_monitor.model.decode import NMS_RADIUS_M, Detections, decode
 from fusion_monitor.model.lift import LIFT_GRID, LIFT_LEVELS_Z_M
-from fusion_monitor.model.network import REG_CHANNELS, ReferenceDetector
+from fusion_monitor.model.network import REFERENCE_ARCHITECTURE, REG_CHANNELS, ReferenceDetector
 from fusion_monitor.sensors.preprocess import DEFAULT_SPEC, MODALITY_ORDER, InputSpec
 from fusion_monitor.sim.world import CLASSES
 
@@ -91,6 +91,11 @@ def metadata(spec: InputSpec = DEFAULT_SPEC, extra: dict | None = None) -> dict:
 LEGACY_ARCHITECTURE = {"width": 48, "trunk_blocks": 2}
 
 
+def architecture(md: dict) -> dict:
+    """``build_model`` keyword arguments for the trunk a release's metadata describes."""
+    return dict(md.get("architecture", LEGACY_ARCHITECTURE))
+
+
 def load_reference(device: str = "cpu", model_dir: str | Path | None = None, verify: bool = True
                    ) -> tuple[ReferenceDetector, dict]:
     """The shipped reference detector in eval mode and its metadata.
@@ -108,7 +113,7 @@ def load_reference(device: str = "cpu", model_dir: str | Path | None = None, ver
         if got != md["files"]["weights.pt"]["sha256"]:
             raise ValueError(f"{w_path}: sha256 {got} does not match metadata {md['files']['weights.pt']['sha256']}")
     spec = InputSpec.from_dict(md["input_spec"])
-    model = build_model(spec=spec, num_classes=len(md["classes"]), **md.get("architecture", LEGACY_ARCHITECTURE))
+    model = build_model(spec=spec, num_classes=len(md["classes"]), **architecture(md))
     state = torch.load(w_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), md
