@@ -94,7 +94,8 @@ def scale_ratios(y: np.ndarray, lap_var: float | None = None) -> tuple[float, fl
     y and of the Laplacian, each divided by the same on the 2x2-averaged image (nan on a flat image).
     ``lap_var``: var of ``laplacian(y)`` when the caller has it already."""
     h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
-    y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    # 2x2 block means from four strided views (a reshape + mean over two axes is several times slower)
+    y2 = (y[0:h:2, 0:w:2] + y[1:h:2, 0:w:2] + y[0:h:2, 1:w:2] + y[1:h:2, 1:w:2]) * np.float32(0.25)
 
     def energies(a: np.ndarray, lv: float | None = None) -> tuple[float, float, float]:
         dxx = a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2]

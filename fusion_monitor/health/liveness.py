@@ -7,6 +7,7 @@ current_delay_from_realtime_ms, expected_frequency, tolerance). All times are in
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
 import numpy as np
@@ -115,7 +116,7 @@ class StreamLiveness:
 
     def median_delay_ms(self) -> float:
         """Median of (receive time - header stamp) over the last messages, ms; nan before any."""
-        return float(np.median(self._delays_ms)) if self._delays_ms else float("nan")
+        return float(statistics.median(self._delays_ms)) if self._delays_ms else float("nan")
 
     # -- checks -----------------------------------------------------------------------------
     def _never(self) -> CheckResult:

@@ -37,7 +37,7 @@ def cloud_columns(msg: Any, sensor: str, columns: tuple[str, ...]) -> tuple[np.n
     for j, c in enumerate(columns):
         if c in names:
             out[:, j] = pts[c]
-    if out.shape[0]:
+    if out.shape[0] and not np.isfinite(out[:, :3]).all():  # the usual all-finite sweep is not copied again
         out = out[np.isfinite(out[:, :3]).all(axis=1)]
     return out, stamp_ns_of(msg, sensor)
 

@@ -114,8 +114,20 @@ def normalise_images(imgs_uint8: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.moveaxis(x, -1, -3)
 
 
+def _normalise_into(out: np.ndarray, img_uint8: np.ndarray, spec: InputSpec) -> None:
+    """:func:`normalise_images` of one (H, W, 3) image written into ``out`` (3, H, W), channel by channel
+    (no (H, W, 3) float temporaries; the same float32 operations, so the same values)."""
+    mean, std = np.asarray(spec.image_mean, np.float32), np.asarray(spec.image_std, np.float32)
+    for k in range(3):
+        o = out[k]
+        np.multiply(img_uint8[..., k], np.float32(1.0 / 255.0), out=o)
+        o -= mean[k]
+        o /= std[k]
+
+
 def _finite_rows(points: np.ndarray) -> np.ndarray:
-    return np.isfinite(points).all(axis=1)
+    fin = np.isfinite(points)
+    return np.ones(len(points), bool) if fin.all() else fin.all(axis=1)
 
 
 def _check_T(T, what: str) -> np.ndarray:
@@ -156,21 +168,23 @@ def lidar_raster(points: np.ndarray, T_base_lidar: np.ndarray, spec: InputSpec =
     pts = pts[:, :4].astype(np.float32, copy=False)
     fin = _finite_rows(pts)
     dropped = int(len(pts) - fin.sum())
-    pts = pts[fin]
+    if dropped:
+        pts = pts[fin]
     if len(pts) == 0:
         return out, dropped
     xyz = pts[:, :3] @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
     z = xyz[:, 2]
     dz = (spec.lidar_z_max_m - spec.lidar_z_min_m) / spec.lidar_z_bins
     zb = np.floor((z - spec.lidar_z_min_m) / dz).astype(np.int64)
-    inz = (zb >= 0) & (zb < spec.lidar_z_bins)
-    cell, ok = _cells(xyz[inz, 0], xyz[inz, 1], spec)
-    zb = zb[inz][ok]
-    counts = np.bincount(zb * G * G + cell, minlength=spec.lidar_z_bins * G * G)
+    r = np.floor((xyz[:, 0] + spec.range_m) / spec.cell_m).astype(np.int64)
+    c = np.floor((xyz[:, 1] + spec.range_m) / spec.cell_m).astype(np.int64)
+    ok = (zb >= 0) & (zb < spec.lidar_z_bins) & (r >= 0) & (r < G) & (c >= 0) & (c < G)  # one mask, one gather
+    cell = r[ok] * G + c[ok]
+    counts = np.bincount(zb[ok] * G * G + cell, minlength=spec.lidar_z_bins * G * G)
     out[: spec.lidar_z_bins] = np.log1p(counts).reshape(spec.lidar_z_bins, G, G)
     n = np.bincount(cell, minlength=G * G).astype(np.float32)
-    s_int = np.bincount(cell, weights=pts[inz, 3][ok], minlength=G * G)
-    s_z = np.bincount(cell, weights=z[inz][ok], minlength=G * G)
+    s_int = np.bincount(cell, weights=pts[ok, 3], minlength=G * G)
+    s_z = np.bincount(cell, weights=z[ok], minlength=G * G)
     nz = np.maximum(n, 1)
     out[8] = (s_int / nz / 100.0).reshape(G, G)
     out[9] = (s_z / nz / 4.0).reshape(G, G)
@@ -215,8 +229,9 @@ def radar_raster(radars: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: Inpu
         T = _check_T(T, name)
         a = _radar_columns(points)
         fin = _finite_rows(a)
-        dropped += int(len(a) - fin.sum())
-        a = a[fin]
+        if not fin.all():
+            dropped += int(len(a) - fin.sum())
+            a = a[fin]
         if len(a) == 0:
             continue
         R = T[:3, :3]
@@ -257,7 +272,7 @@ def preprocess_images(images: Mapping[str, np.ndarray], intrinsics: Mapping[str,
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] < 8 or img.shape[1] < 8:
             raise ValueError(f"camera {name}: image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         h, w = img.shape[:2]
-        out[spec.camera_names.index(name)] = normalise_images(resize_image(img, (H, W)), spec)
+        _normalise_into(out[spec.camera_names.index(name)], resize_image(img, (H, W)), spec)
         if intrinsics is not None:
             if name not in intrinsics or intrinsics[name] is None:
                 raise CalibrationError(name, "missing camera intrinsics")

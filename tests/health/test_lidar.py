@@ -245,3 +245,20 @@ def test_ground_reference_follows_a_slow_grade_change_but_not_a_step(lidar_sweep
         assert r.level == Level.OK, (k, r.message)
     r = ch.update(pitched(0.05 * 59 + 2.5))["ground"]
     assert r.level == Level.ERROR and "tilt" in r.message
+
+
+def test_lowest_return_per_cell_same_on_dense_grid_and_sorted_path():
+    """The ground fit's lowest return per cell: the dense-grid path (usual cell counts) and the sort path (huge
+    grids from extreme parameters) give the same cells in ascending order and the true minimum of each."""
+    from fusion_monitor.health.lidar import _lowest_per_cell
+
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 500, 4000).astype(np.intp)
+    z = rng.normal(size=4000).astype(np.float32)
+    dense = _lowest_per_cell(key, z, 500)
+    sparse = _lowest_per_cell(key, z, (1 << 20) + 1)
+    cells = np.unique(key)
+    expect = np.array([z[key == k].min() for k in cells], np.float64)
+    for got_cells, got_z in (dense, sparse):
+        np.testing.assert_array_equal(got_cells, cells)
+        np.testing.assert_array_equal(got_z, expect)
