@@ -228,8 +228,12 @@ def run_config(lmd: bool, args, env) -> dict:
         "triggers": triggers,
         "dropped_triggers": dropped,
         "latency_ms_p50": round(float(np.nanpercentile(lat, 50)), 1),
+        "latency_ms_p90": round(float(np.nanpercentile(lat, 90)), 1),
         "latency_ms_p99": round(float(np.nanpercentile(lat, 99)), 1),
         "processing_ms_p50": round(float(np.percentile(got["proc"], 50)), 1) if got["proc"] else None,
+        "processing_ms_p99": round(float(np.percentile(got["proc"], 99)), 1) if got["proc"] else None,
+        "latency_ms": [round(float(v), 1) for v in lat],
+        "processing_ms": [round(float(v), 1) for v in got["proc"][lat0:]],
         "node_cpu_percent": round((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / wall * 100, 1),
         "feeder": feed_report,
     }
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fake", action="store_true", help="fake pipeline (tests/ros/fake_pipeline.py): harness only")
     ap.add_argument("--lmd", choices=("both", "on", "off"), default="both")
     ap.add_argument("--threads", type=int, default=0, help="node model.num_threads (default 0: backend default)")
+    ap.add_argument("--dump", metavar="FILE", help="also write every frame's latency and processing time (JSON)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="any other node parameter (repeatable), e.g. model.thread_spinning:=false")
     args = ap.parse_args(argv)
@@ -267,19 +272,22 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
 
     configs = {"both": (True, False), "on": (True,), "off": (False,)}[args.lmd]
-    rows = []
+    rows, series = [], []
     with rclpy.init():
         for lmd in configs:
             rows.append(run_config(lmd, args, env))
+            series.append({"lmd": lmd, **{k: rows[-1].pop(k) for k in ("latency_ms", "processing_ms")}})
             print(json.dumps(rows[-1]), flush=True)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(series))
     print(f"\nnode benchmark: {args.seconds:.0f} s per run, trigger {args.trigger_rate} Hz, "
           f"{'FAKE pipeline' if args.fake else 'real pipeline'}, {os.cpu_count()} CPUs")
-    print(f"{'LMD':5} {'fps':>6} {'triggers':>9} {'dropped':>8} {'lat p50':>8} {'lat p99':>8} {'proc p50':>9} "
-          f"{'node CPU %':>10}")
+    print(f"{'LMD':5} {'fps':>6} {'triggers':>9} {'dropped':>8} {'lat p50':>8} {'lat p90':>8} {'lat p99':>8} "
+          f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10}")
     for r in rows:
         print(f"{'on' if r['lmd'] else 'off':5} {r['processed_fps']:6.2f} {r['triggers']:9d} {r['dropped_triggers']:8d} "
-              f"{r['latency_ms_p50']:8.1f} {r['latency_ms_p99']:8.1f} {r['processing_ms_p50'] or 0:9.1f} "
-              f"{r['node_cpu_percent']:10.1f}")
+              f"{r['latency_ms_p50']:8.1f} {r['latency_ms_p90']:8.1f} {r['latency_ms_p99']:8.1f} "
+              f"{r['processing_ms_p50'] or 0:9.1f} {r['processing_ms_p99'] or 0:9.1f} {r['node_cpu_percent']:10.1f}")
     if rows:
         print(f"feeder achieved: {rows[-1]['feeder'].get('rates_hz')}")
     return 0

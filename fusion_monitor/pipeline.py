@@ -75,6 +75,7 @@ class PipelineConfig:
     max_camera_age_ms: float = 120.0
     max_radar_age_ms: float = 150.0
     max_lidar_age_ms: float = 150.0
+    parallel_checks: bool = False
     health: dict = field(default_factory=dict)  # "health.<group>.<name>" -> value (fusion_monitor.health.HealthConfig)
 
     _NAMES = {
@@ -83,7 +84,7 @@ class PipelineConfig:
         "model.thread_spinning": "thread_spinning", "model.score_threshold": "score_threshold",
         "lmd.enabled": "lmd_enabled", "trigger.sensor": "trigger_sensor", "trigger.rate_hz": "trigger_rate_hz",
         "sync.max_camera_age_ms": "max_camera_age_ms", "sync.max_radar_age_ms": "max_radar_age_ms",
-        "sync.max_lidar_age_ms": "max_lidar_age_ms",
+        "sync.max_lidar_age_ms": "max_lidar_age_ms", "pipeline.parallel_checks": "parallel_checks",
     }
 
     @classmethod
@@ -140,6 +141,7 @@ class Pipeline:
         self._bad: dict[str, tuple[int, int, str]] = {}  # sensor -> (count, last now_ns, reason)
         self._last_failure: tuple[str, int] = ("", 0)
         self._frames_failed = 0
+        self._pool = None  # raw-signal check thread (parallel_checks)
 
     # -- set-up --------------------------------------------------------------------------------
     def _load_model(self, backend) -> None:
@@ -292,6 +294,7 @@ class Pipeline:
         timings["align"] = (time.perf_counter() - t0) * 1e3
 
         failure = ""
+        raw = self._raw_pool().submit(self._raw_checks, samples, rig) if self.config.parallel_checks else None
         try:
             t1 = time.perf_counter()
             inputs = self._preprocess(samples, rig, present)
@@ -312,6 +315,26 @@ class Pipeline:
         self._last_failure = (failure, now_ns) if failure else self._last_failure
 
         t4 = time.perf_counter()
+        raw_ms = self._raw_checks(samples, rig) if raw is None else raw.result()
+        t5 = time.perf_counter()
+        with self._lock:
+            if self.stream_names and not failure:
+                self.health.on_attribution(trigger_stamp_ns, [d.shares for d in detections],
+                                           [d.score for d in detections], bev_shares, now_ns, masked)
+        statuses = self.statuses(now_ns)
+        # the checks' own time (with parallel_checks they ran beside inference), attribution and statuses
+        timings["health"] = raw_ms + (time.perf_counter() - t5) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        trig = rig.sensors.get(self.policy.trigger_sensor) if self.policy.trigger_sensor else None
+        grid = BevGrid(-self.spec.range_m, -self.spec.range_m, 2 * self.spec.range_m / self._out_hw[0],
+                       self._out_hw[0], self._out_hw[1])
+        return FrameResult(stamp_ns=trigger_stamp_ns, frame_id=rig.base_frame if trig is None else rig.base_frame,
+                           detections=detections, bev_maps=bev_maps, bev_grid=grid, masked=masked,
+                           ages_ms=ages_ms, timings_ms=timings, statuses=statuses)
+
+    def _raw_checks(self, samples: dict, rig: Rig) -> float:
+        """Raw-signal checks of the frame's samples not checked at an earlier trigger; returns the time (ms)."""
+        t0 = time.perf_counter()
         with self._lock:
             for name, s in samples.items():
                 if self._checked_stamp.get(name) == s.stamp_ns:
@@ -324,18 +347,21 @@ class Pipeline:
                     self.health.on_lidar(name, s.data, s.stamp_ns)
                 else:
                     self.health.on_radar(name, _radar_structured(s.data), s.stamp_ns)
-            if self.stream_names and not failure:
-                self.health.on_attribution(trigger_stamp_ns, [d.shares for d in detections],
-                                           [d.score for d in detections], bev_shares, now_ns, masked)
-        statuses = self.statuses(now_ns)
-        timings["health"] = (time.perf_counter() - t4) * 1e3
-        timings["total"] = (time.perf_counter() - t0) * 1e3
-        trig = rig.sensors.get(self.policy.trigger_sensor) if self.policy.trigger_sensor else None
-        grid = BevGrid(-self.spec.range_m, -self.spec.range_m, 2 * self.spec.range_m / self._out_hw[0],
-                       self._out_hw[0], self._out_hw[1])
-        return FrameResult(stamp_ns=trigger_stamp_ns, frame_id=rig.base_frame if trig is None else rig.base_frame,
-                           detections=detections, bev_maps=bev_maps, bev_grid=grid, masked=masked,
-                           ages_ms=ages_ms, timings_ms=timings, statuses=statuses)
+        return (time.perf_counter() - t0) * 1e3
+
+    def close(self) -> None:
+        """End the raw-signal check thread (if one was started); the pipeline still works afterwards."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _raw_pool(self):
+        """The one thread raw-signal checks run on beside inference (``pipeline.parallel_checks``)."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fusion_monitor_checks")
+        return self._pool
 
     def _preprocess(self, samples: dict[str, SensorSample], rig: Rig, present: dict[str, bool]) -> dict:
         from fusion_monitor.sensors.preprocess import preprocess_frame

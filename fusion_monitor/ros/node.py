@@ -275,6 +275,8 @@ class MonitorCore:
         self._ingested_seq.clear()
 
     def cleanup(self) -> None:
+        if hasattr(self.pipeline, "close"):
+            self.pipeline.close()
         self.pipeline = None
         self.rig = None
 
@@ -282,6 +284,8 @@ class MonitorCore:
         """At node destruction: deactivate if active, end the decode threads."""
         if self._worker is not None:
             self.deactivate()
+        if hasattr(self.pipeline, "close"):
+            self.pipeline.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- callbacks: cache only ------------------------------------------------------------------

@@ -182,3 +182,21 @@ def test_ctrl_c_leaves_a_readable_review_bag(faulted_bag, tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["interrupted"] and not result["complete"]
     assert (out / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_checks_beside_inference_give_the_same_frames_as_serial(replayed, faulted_bag, tmp_path):
+    """pipeline.parallel_checks (the node's default) runs the raw-signal checks on their own thread while the
+    detector runs: every detection, share and status must be the ones the serial replay gives."""
+    out, _ = replayed
+    replay_bag(faulted_bag, tmp_path / "par", model=str(PACKAGE), params={"pipeline.parallel_checks": True})
+
+    def frames(d):
+        rows = [json.loads(line) for line in (d / "frames.jsonl").read_text().splitlines()]
+        for r in rows:
+            r.pop("timings_ms", None)
+        return rows
+
+    serial, parallel = frames(out), frames(tmp_path / "par")
+    assert len(serial) >= 29 and parallel == serial
+    assert any(s["level"] != 0 for f in serial for s in f["statuses"])  # the injected faults are in both
