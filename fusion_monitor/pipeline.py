@@ -314,7 +314,6 @@ class Pipeline:
             detections, bev_maps, bev_shares = [], {}, {}
         self._last_failure = (failure, now_ns) if failure else self._last_failure
 
-        t4 = time.perf_counter()
         raw_ms = self._raw_checks(samples, rig) if raw is None else raw.result()
         t5 = time.perf_counter()
         with self._lock:
