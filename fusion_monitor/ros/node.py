@@ -194,6 +194,9 @@ class MonitorCore:
         warmup = getattr(self.pipeline, "warmup", None)
         if callable(warmup):  # first-call costs (imports, engine warm-up) belong in configure, not in frame 1
             warmup()
+        from fusion_monitor.pipeline import freeze_long_lived
+
+        freeze_long_lived()  # no 30 ms full-collection pauses of every thread at random frames
         self.rig = self.pipeline.rig
         self._modality = {name: s.modality for name, s in self.rig.sensors.items()}
         trig = self.values.get("trigger.sensor") or next(

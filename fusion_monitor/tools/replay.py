@@ -21,7 +21,7 @@ import yaml
 
 from fusion_monitor.bagio import BagError, deserialize, open_bag
 from fusion_monitor.frame import frame_record
-from fusion_monitor.pipeline import ModelLoadError, Pipeline, PipelineConfig
+from fusion_monitor.pipeline import ModelLoadError, Pipeline, PipelineConfig, freeze_long_lived
 from fusion_monitor.tools.fleet import RESULT_FILE, run_fleet
 from fusion_monitor.tools.report import Snapshot, alerts_from_frames, summarise, write_report
 
@@ -150,6 +150,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, *, params: dict | None = No
         params["model.backend"] = backend
     src = open_bag(bag)
     pipeline = Pipeline(PipelineConfig.from_params(params))
+    freeze_long_lived()
     remap = dict(remap or {})
     topics = sensor_topics(pipeline, src.topics, remap)
     expected = {remap.get(s.topic, s.topic): s.name for s in pipeline.rig.sensors.values()}
