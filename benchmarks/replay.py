@@ -25,10 +25,11 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def drive_bag(seconds: float, seed: int = 21) -> Path:
+    from fusion_monitor.sim import SIM_REVISION
     from fusion_monitor.sim.bag import write_bag
     from fusion_monitor.sim.drive import simulate_drive
 
-    path = CACHE / f"drive_{int(seconds)}s_seed{seed}"
+    path = CACHE / f"drive_{int(seconds)}s_seed{seed}_r{SIM_REVISION}"
     if not (path / "metadata.yaml").is_file():
         shutil.rmtree(path, ignore_errors=True)
         CACHE.mkdir(exist_ok=True)

@@ -50,9 +50,10 @@ def base_bag(scenario: Scenario, cache_dir: str | Path, real_root: str | Path | 
     if scenario.source_kind == "bag":
         return Path(src["path"])
     if scenario.source_kind == "simulate":
+        from fusion_monitor.sim import SIM_REVISION
         from fusion_monitor.sim.drive import simulate_drive
 
-        out = cache / f"sim_s{src['seed']}_{src['duration_s']:g}s"
+        out = cache / f"sim_s{src['seed']}_{src['duration_s']:g}s_r{SIM_REVISION}"
         return _atomic(lambda p: write_bag(simulate_drive(seed=src["seed"], duration_s=src["duration_s"],
                                                           upscale=False), p, storage="mcap", workers=1), out)
     from fusion_monitor.eval.real import RealDataMissing, RealSequence
@@ -87,17 +88,17 @@ def scenario_bag(scenario: Scenario, cache_dir: str | Path, real_root: str | Pat
 
 
 def sim_overlap_windows(seed: int, duration_s: float, step_s: float = 0.05, pad_before_s: float = 0.5,
-                        pad_after_s: float = 1.5) -> list[IgnoreWindow]:
-    """Windows where a simulated object or building overlaps the ego car or comes within ``OVERLAP_MARGIN_M`` of it
-    (the simulator has no collision avoidance: parked cars, oncoming traffic and crossing pedestrians drive
-    *through* the ego or brush past it, and an ego whose heading is slightly off the road axis leaves the road into
-    the buildings on long drives). The LiDAR and cameras then sit inside a box, or a truck passes inside the
-    LiDAR's 1 m minimum range, and rightly report blockage; these windows are excluded from scoring and their total
-    length is reported. The 0.3 m margin: on the suite's 2-min drives, vehicles in the next lane passed within
-    0.05-0.3 m of the ego's side (no real traffic does that), which blocked half the LiDAR's view for a second."""
+                        pad_after_s: float = 1.5, avoid_collisions: bool = True) -> list[IgnoreWindow]:
+    """Windows where a simulated object or building overlaps the ego car or comes within ``OVERLAP_MARGIN_M`` of it.
+    The LiDAR and cameras then sit inside a box, or a truck passes inside the LiDAR's 1 m minimum range, and rightly
+    report blockage; these windows are excluded from scoring and their total length is reported. With collision
+    avoidance (the simulator's default since SIM_REVISION 2) vehicles brake and the ego keeps its lane, so such
+    windows are rare; the first revision's traffic drove *through* the ego, brushed past it within 0.05-0.3 m
+    (the 0.3 m margin), and long drives left the road into the buildings. Pedestrians keep walking and can still
+    step into the ego from the side."""
     from fusion_monitor.sim.world import make_world
 
-    w = make_world(seed, duration_s)
+    w = make_world(seed, duration_s, avoid_collisions=avoid_collisions)
     x0, x1, y0, y1 = EGO_FOOTPRINT_M
     hits = []
     for t in np.arange(0.0, duration_s, step_s):

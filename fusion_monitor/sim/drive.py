@@ -126,11 +126,11 @@ class Drive:
     rig : Rig, optional (default: the shipped nuScenes rig)
     render_hw : (H, W) camera render resolution; images are upscaled to the rig's size when
         ``upscale`` is true (nuScenes 1600x900), else delivered at render size.
-    avoid_collisions : vehicles, cyclists and the ego brake for what is ahead of them (see make_world).
+    avoid_collisions : vehicles, cyclists and the ego brake for what is ahead of them (see make_world; default on).
     """
 
     def __init__(self, seed: int, duration_s: float = 20.0, rig: Rig | None = None,
-                 render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = False):
+                 render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = True):
         if duration_s <= 0:
             raise ValueError(f"duration_s must be > 0, got {duration_s}")
         self.seed = int(seed)
@@ -278,7 +278,7 @@ def _render_chunk(arg) -> list[SensorMessage]:
 
 
 def simulate_drive(seed: int, duration_s: float = 20.0, rig: Rig | None = None,
-                   render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = False
+                   render_hw: tuple[int, int] = (144, 256), upscale: bool = True, avoid_collisions: bool = True
                    ) -> Drive:
     """A deterministic synthetic drive; iterate ``drive.messages()`` for time-ordered SensorMessages.
 

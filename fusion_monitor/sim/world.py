@@ -155,7 +155,7 @@ def _spawn_line(rng, x_lo, x_hi, gap_lo, gap_hi):
     return np.array(xs)
 
 
-def make_world(seed: int, duration_s: float = 20.0, density: float | None = None, avoid_collisions: bool = False
+def make_world(seed: int, duration_s: float = 20.0, density: float | None = None, avoid_collisions: bool = True
                ) -> World:
     """Generate a deterministic street scene.
 
@@ -170,7 +170,8 @@ def make_world(seed: int, duration_s: float = 20.0, density: float | None = None
     avoid_collisions : bool
         Vehicles, cyclists and the ego brake for what is ahead of them instead of driving through it
         (fusion_monitor.sim.traffic); the ego keeps its lane; parked cars in the ego's lane are left out. The
-        rest of the scene is the one drawn from the seed either way.
+        rest of the scene is the one drawn from the seed either way. On by default (``SIM_REVISION`` 2); off
+        gives the first revision's traffic, which drives through the ego car.
     """
     if duration_s <= 0 or not np.isfinite(duration_s):
         raise ValueError(f"duration_s must be a positive number, got {duration_s!r}")

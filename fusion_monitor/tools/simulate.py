@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--clock-hz", type=float, default=100.0,
                         help="/clock (rosgraph_msgs/Clock) rate in sim time, for use_sim_time consumers; 0: no /clock")
-    parser.add_argument("--avoid-collisions", action="store_true",
-                        help="vehicles, cyclists and the ego brake for what is ahead instead of driving through it")
+    parser.add_argument("--avoid-collisions", action=argparse.BooleanOptionalAction, default=True,
+                        help="vehicles, cyclists and the ego brake for what is ahead instead of driving through it "
+                             "(default; --no-avoid-collisions: the first simulator revision's traffic)")
     parser.add_argument("--faults", metavar="SPEC",
                         help="sensor faults applied while simulating, as for `fusion-monitor inject` (YAML file or "
                              "inline YAML: list of {fault, sensor, severity 1..5, start_s, end_s}); seeded by --seed")

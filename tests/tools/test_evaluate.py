@@ -122,12 +122,15 @@ def test_ignore_windows_by_time_and_sensor():
 def test_sim_overlap_windows_find_objects_driving_through_the_ego():
     from fusion_monitor.eval.sources import sim_overlap_windows
 
-    hit = sim_overlap_windows(301, 10.0)  # a parked car inside the ego footprint at t = 2 s (checked by hand)
+    # the first simulator revision's traffic (no collision avoidance)
+    hit = sim_overlap_windows(301, 10.0, avoid_collisions=False)  # a parked car inside the ego footprint at t = 2 s
     assert any(w.start_s <= 2.0 <= w.end_s for w in hit)
-    assert sim_overlap_windows(404, 8.0) == []
+    assert sim_overlap_windows(404, 8.0, avoid_collisions=False) == []
     # seed 973: at 114.5 s a car in the next lane passes 0.13 m from the ego's side (no overlap, a near miss)
-    near = sim_overlap_windows(973, 120.0)
+    near = sim_overlap_windows(973, 120.0, avoid_collisions=False)
     assert any(w.start_s <= 114.5 <= w.end_s for w in near)
+    # the default traffic brakes and keeps its lane: the parked car is gone and nothing passes that close
+    assert sim_overlap_windows(301, 10.0) == [] and sim_overlap_windows(973, 120.0) == []
 
 
 def test_cli_rejects_a_bad_suite_before_any_processing(tmp_path, capsys):

@@ -155,7 +155,8 @@ def test_bad_fault_spec_fails_before_simulating(tmp_path, monkeypatch, capsys, s
 
 
 def test_avoid_collisions_clears_the_ego_lane(tmp_path):
-    """Seed 2024 parks a car in the ego's lane 8 m ahead; with --avoid-collisions it is not there."""
+    """Seed 2024 parks a car in the ego's lane 8 m ahead; with collision avoidance (the default) it is not there,
+    with --no-avoid-collisions (the first simulator revision) it is."""
 
     def parked_ahead(out) -> int:
         first = json.loads((out / "ground_truth.jsonl").read_text().splitlines()[0])
@@ -163,6 +164,6 @@ def test_avoid_collisions_clears_the_ego_lane(tmp_path):
         ahead = (boxes[:, 0] > 0) & (boxes[:, 0] < 30) & (np.abs(boxes[:, 1]) < 1.5)
         return int(np.sum(ahead & (np.array(first["cls"]) == 0) & (np.abs(vel).sum(1) == 0)))
 
-    assert _simulate(tmp_path / "free", *FAST, duration=0.1, seed=2024) == 0
-    assert _simulate(tmp_path / "avoid", *FAST, "--avoid-collisions", duration=0.1, seed=2024) == 0
+    assert _simulate(tmp_path / "free", *FAST, "--no-avoid-collisions", duration=0.1, seed=2024) == 0
+    assert _simulate(tmp_path / "avoid", *FAST, duration=0.1, seed=2024) == 0
     assert parked_ahead(tmp_path / "free") == 1 and parked_ahead(tmp_path / "avoid") == 0
