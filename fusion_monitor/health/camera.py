@@ -182,6 +182,7 @@ class CameraChecker:
         self.frozen_frames = 0
         self._cell_ref: np.ndarray | None = None  # per-cell running mean of log10 sharpness
         self._frames = 0
+        self._near_hold = 0  # frames the near-object view still counts as filled
         self.last_stats: ImageStats | None = None
         self._base_mean: float | None = None
         self._base_sharp: float | None = None
@@ -201,6 +202,7 @@ class CameraChecker:
         self.frozen_frames = 0
         self._cell_ref = None
         self._frames = 0
+        self._near_hold = 0
         self._cell_hist.clear()
 
     def update(self, image: np.ndarray, context: CameraContext | None = None) -> dict[str, CheckResult]:
@@ -220,7 +222,17 @@ class CameraChecker:
         if near.shape != (c.grid_cols,) or covered.shape != grid or explained.shape != grid:
             raise ValueError(f"camera context grid {covered.shape} does not match the check grid "
                              f"({c.grid_rows}, {c.grid_cols})")
-        filled = bool(near.any()) and float(near.mean()) >= c.near_view_fraction
+        close = (np.zeros(grid, bool) if context is None or context.close_cells is None
+                 else np.asarray(context.close_cells, bool))
+        filled = (bool(near.any()) and float(near.mean()) >= c.near_view_fraction) or (
+            float(close.mean()) >= c.near_view_cell_fraction)
+        if filled:
+            self._near_hold = c.near_view_hold_frames
+        elif self._near_hold > 0 and (near.any() or close.any()):  # the same near object, a little under the fractions
+            self._near_hold -= 1
+            filled = True
+        else:
+            self._near_hold = 0
         open_view = context is not None and float(covered.mean()) < c.open_view_fraction
         h_px, w_px = np.asarray(image).shape[:2]
         # small images: a finer stride, so every grid cell keeps at least 3x3 samples and the sampled image stays
@@ -245,7 +257,7 @@ class CameraChecker:
                "blur": self._blur(st, ready), "noise": self._noise(st, ready),
                "visibility": self._visibility(st, dark, ready), "frozen": self._frozen(y, st)}
         if filled:
-            out = self._near_view(out, st, near)
+            out = self._near_view(out, st, near, close)
         global_checks = ("exposure", "contrast", "blur", "noise", "visibility")
         global_bad = [k for k in global_checks if out[k].level != Level.OK]
         out["occlusion"] = self._occlusion(st, w_px, h_px, global_bad, explained, covered)
@@ -277,10 +289,12 @@ class CameraChecker:
             return np.full(3, np.nan)
         return np.array([st.edge_x, st.edge_y, st.edge_iso]) / np.maximum(self._base_edge, 1e-12)
 
-    def _near_view(self, out: dict[str, CheckResult], st: ImageStats, near: np.ndarray) -> dict[str, CheckResult]:
+    def _near_view(self, out: dict[str, CheckResult], st: ImageStats, near: np.ndarray, close: np.ndarray
+                   ) -> dict[str, CheckResult]:
         """Whole-image texture checks are not judged while a near object fills the view (the LiDAR sees it)."""
-        why = (f"not judged: a near object fills {int(near.sum())} of {near.size} image columns (LiDAR returns "
-               f"within {self.config.near_object_m:g} m)")
+        why = (f"not judged: a near object fills {int(near.sum())} of {near.size} image columns and "
+               f"{int(close.sum())} of {close.size} cells (LiDAR returns within "
+               f"{self.config.near_object_m:g} m)")
         res = dict(out)
         for k in ("contrast", "blur", "noise", "visibility"):
             if res[k].level != Level.OK:

@@ -47,6 +47,9 @@ class CameraContext:
         Column bands a near object fills (a flat, dark, unchanging column there is the scene).
     near_cells : (rows, cols) bool
         Cells whose object returns are mostly near (a low car passing the bottom of a side camera's view).
+    close_cells : (rows, cols) bool
+        Cells whose object returns are mostly within the near-object distance itself (``near_m``; ``near_cells``
+        may use a longer one): how much of the view a near object fills.
     covered : (rows, cols) bool
         Cells with LiDAR returns projecting into them: structure the camera should see. Cells above the
         LiDAR's top beam (sky, upper facades) or beyond its range are not covered.
@@ -55,6 +58,7 @@ class CameraContext:
     near_columns: np.ndarray
     covered: np.ndarray
     near_cells: np.ndarray | None = None
+    close_cells: np.ndarray | None = None
 
     def explained(self) -> np.ndarray:
         """(rows, cols) cells a near object explains (its column is filled, or the cell itself is near)."""
@@ -103,5 +107,8 @@ def camera_context(xyz_base: np.ndarray, proj: CameraProjection, rows: int, cols
     cell = (row * cols + band)[obj]
     n_cell = np.bincount(cell, minlength=rows * cols)
     near_cell = np.bincount(cell, weights=is_near_cell, minlength=rows * cols)
-    cells = ((n_cell >= min_points) & (near_cell >= min_fraction * np.maximum(n_cell, 1))).reshape(rows, cols)
-    return CameraContext((n >= min_points) & (near >= min_fraction * np.maximum(n, 1)), covered, cells)
+    enough = n_cell >= min_points
+    cells = (enough & (near_cell >= min_fraction * np.maximum(n_cell, 1))).reshape(rows, cols)
+    close = cells if cell_m == near_m else (enough & (np.bincount(cell, weights=is_near, minlength=rows * cols)
+                                                      >= min_fraction * np.maximum(n_cell, 1))).reshape(rows, cols)
+    return CameraContext((n >= min_points) & (near >= min_fraction * np.maximum(n, 1)), covered, cells, close)

@@ -120,7 +120,10 @@ def ground_plane(bx: np.ndarray, by: np.ndarray, bz: np.ndarray, r_min: float, r
     gx = (cells // n + 0.5) * cell_m - r_max  # cell centres
     gy = (cells % n + 0.5) * cell_m - r_max
     A = np.stack([gx, gy, np.ones_like(gx)], 1)
-    keep = np.ones(len(gz), bool)
+    # start from the lower half of the cells: a row of parked cars alongside fills many cells with body returns
+    # and tilted an all-cell first fit by 2-4 deg (then the trimming kept the cars); a plane, tilted or not, is
+    # still found exactly from the cells of its lower half, and the trimming brings the other half back
+    keep = gz <= np.median(gz)
     coef = np.zeros(3)
     for _ in range(3):
         if np.count_nonzero(keep) < min_cells:

@@ -157,6 +157,7 @@ class MonitorCore:
         self._last_bad: tuple[int, str, str] | None = None  # (now_ns, sensor, reason)
         self._worker_error: tuple[int, str] | None = None
         self._last_latency_ms: float | None = None
+        self._last_frame_diag = float("-inf")  # monotonic time a frame last published /diagnostics
         self._last_statuses: list = []
         self._last_frame_id = ""
 
@@ -532,6 +533,7 @@ class MonitorCore:
             for stream, grid in bev_grids(result).items():
                 self._publish(f"attribution/{stream}", grid)
         self._publish("diagnostics", diagnostic_array(statuses, self.now_ns()))
+        self._last_frame_diag = time.monotonic()
         # total = message conversion in the node + the pipeline's own total
         total = ingest_ms + float(result.timings_ms.get("total", total_ms))
         self._publish("processing_time_ms", Float64(data=total))
@@ -580,9 +582,13 @@ class MonitorCore:
         return self.now_ns()
 
     def _on_diagnostics_timer(self) -> None:
+        period_s = 1.0 / float(self.values["output.diagnostics_rate_hz"])
+        if time.monotonic() - self._last_frame_diag < 0.9 * period_s:
+            return  # a frame published /diagnostics (and the alert markers) within the period
         now = self.now_ns()
         statuses = None
-        if self.pipeline is not None and self._plock.acquire(timeout=0.02):
+        # never wait for the worker: the executor thread would hold back every sensor callback meanwhile
+        if self.pipeline is not None and self._plock.acquire(blocking=False):
             try:
                 now = self._pipeline_now()
                 statuses = list(self.pipeline.statuses(now))

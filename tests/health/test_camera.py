@@ -193,6 +193,33 @@ def test_view_filled_by_a_near_object_is_the_scene_not_the_camera():
     assert plain.update(truck)["contrast"].level == Level.ERROR
 
 
+def test_a_dark_car_filling_the_lower_half_is_the_scene_and_stays_so_while_it_passes():
+    """A dark car alongside fills the lower half of a side camera's view (close cells) while the facade above keeps
+    the columns from counting as near: the darkened view is not an exposure or contrast alarm, and it stays
+    explained for a few frames while the car drifts under the cell fraction."""
+    from fusion_monitor.health.crossmodal import CameraContext
+
+    rng = np.random.default_rng(4)
+    ch = CameraChecker("CAM_FRONT_RIGHT")
+    for _ in range(12):
+        ch.update(textured_image(rng))
+    half = textured_image(rng)
+    half[half.shape[0] * 3 // 10:] = 12  # the car body (its roof line high in a side camera's view)
+    lower = np.vstack([np.zeros((G // 2, G), bool), np.ones((G // 2, G), bool)])
+    car = CameraContext(np.zeros(G, bool), np.ones((G, G), bool), lower, lower)
+    for _ in range(10):
+        res = ch.update(half, car)
+    assert {k: r.message for k, r in res.items() if r.level and k in ("exposure", "contrast")} == {}
+    corner = np.zeros((G, G), bool)
+    corner[-1, -1] = True  # the car leaving the view: one close cell left, under the fraction
+    res = ch.update(half, CameraContext(np.zeros(G, bool), np.ones((G, G), bool), corner, corner))
+    assert res["exposure"].level == Level.OK and "near object" in res["exposure"].message  # held
+    plain = CameraChecker("CAM_FRONT_RIGHT")  # without the LiDAR's word the darkened view is an alarm
+    for _ in range(12):
+        plain.update(textured_image(rng))
+    assert plain.update(half)["exposure"].level != Level.OK
+
+
 def test_soft_cells_count_only_where_the_lidar_sees_structure():
     from fusion_monitor.health.crossmodal import CameraContext
 

@@ -72,3 +72,16 @@ def test_monitor_feeds_the_latest_recent_sweep_to_the_cameras(rig):
     mon.on_lidar(lidar.name, np.c_[sensor, np.full((len(sensor), 1), 20.0), np.zeros((len(sensor), 1))], 1_000_000)
     assert mon._camera_context("CAM_FRONT_LEFT", 1_050_000).near_columns.all()
     assert mon._camera_context("CAM_FRONT_LEFT", 2_000_000_000) is None  # too old to explain an image
+
+
+def test_close_cells_count_only_what_is_within_the_near_object_distance(rig):
+    """A low car 3 m to the right fills the lower cells of CAM_FRONT_RIGHT (close cells: the whole-view rules may
+    use them); the truck side 4 m to the right and 2-14 m ahead explains CAM_FRONT's cells at 10 m but fills
+    none within 5 m (so the front camera's blur and exposure checks stay judged)."""
+    kw = dict(near_m=5.0, ground_z_m=0.3, min_fraction=0.5, min_points=5, min_cover_points=5, near_cell_m=10.0)
+    car = wall(-2.9, x_range=(-1.0, 4.0), z_range=(0.3, 1.5))
+    side = camera_context(car, CameraProjection.from_spec(rig.sensors["CAM_FRONT_RIGHT"]), 8, 8, **kw)
+    assert side.close_cells.sum() >= 8 and not side.close_cells[0].any()  # lower part only, nothing at the top
+    truck = wall(-4.0, x_range=(5.0, 17.0), z_range=(0.3, 3.5))
+    front = camera_context(truck, CameraProjection.from_spec(rig.sensors["CAM_FRONT"]), 8, 8, **kw)
+    assert front.explained().any() and not front.close_cells.any()
