@@ -169,13 +169,16 @@ def run_config(lmd: bool, args, env) -> dict:
                  "-p", f"trigger.rate_hz:={float(args.trigger_rate)}", "-p", f"model.num_threads:={int(args.threads)}"]
     for kv in args.param:
         node_cmd += ["-p", kv]
-    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": []}
+    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": [], "queue": [], "receive": []}
     listener = Node("fusion_monitor_bench_listener")
     listener.create_subscription(PointCloud2, f"{NODE}/detections", lambda m: got["det"].append(m), OUTPUT_QOS)
     listener.create_subscription(Float64, f"{NODE}/debug/pipeline_latency_ms", lambda m: got["lat"].append(m.data),
                                  OUTPUT_QOS)
     listener.create_subscription(Float64, f"{NODE}/debug/processing_time_ms", lambda m: got["proc"].append(m.data),
                                  OUTPUT_QOS)
+    for stage in ("queue", "receive"):  # waits: callback -> worker, LiDAR stamp -> callback
+        listener.create_subscription(Float64, f"{NODE}/debug/processing_time_ms/{stage}",
+                                     lambda m, k=stage: got[k].append(m.data), OUTPUT_QOS)
     listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: got["diag"].append(m), OUTPUT_QOS)
     node = subprocess.Popen(node_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     feeder = None
@@ -232,6 +235,8 @@ def run_config(lmd: bool, args, env) -> dict:
         "latency_ms_p99": round(float(np.nanpercentile(lat, 99)), 1),
         "processing_ms_p50": round(float(np.percentile(got["proc"], 50)), 1) if got["proc"] else None,
         "processing_ms_p99": round(float(np.percentile(got["proc"], 99)), 1) if got["proc"] else None,
+        **{f"{k}_ms_p50_p99": [round(float(np.percentile(got[k], q)), 1) for q in (50, 99)] if got[k] else None
+           for k in ("queue", "receive")},
         "latency_ms": [round(float(v), 1) for v in lat],
         "processing_ms": [round(float(v), 1) for v in got["proc"][lat0:]],
         "node_cpu_percent": round((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / wall * 100, 1),

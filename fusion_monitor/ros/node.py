@@ -351,8 +351,9 @@ class MonitorCore:
             if self._stop.is_set():
                 break
             try:
+                queue_ms = (self.now_ns() - job.recv_ns) / 1e6  # trigger callback -> this worker took it
                 ingest_ms = self._ingest(job)
-                self._process(job, ingest_ms)
+                self._process(job, ingest_ms, queue_ms)
                 self._worker_error = None
             except Exception as e:  # never a dead loop: report and continue
                 self._report_worker_error(e)
@@ -500,7 +501,7 @@ class MonitorCore:
         with self._plock:
             self.pipeline.on_bad_message(sensor, reason, self._pipeline_now())
 
-    def _process(self, job: _Trigger, ingest_ms: float = 0.0) -> None:
+    def _process(self, job: _Trigger, ingest_ms: float = 0.0, queue_ms: float = 0.0) -> None:
         t0 = time.perf_counter()  # wall time only for the processing-time metric
         with self._plock:
             result = self.pipeline.process(job.stamp_ns, self._pipeline_now())
@@ -508,7 +509,10 @@ class MonitorCore:
         self.frames += 1
         self._last_statuses = list(result.statuses or [])
         self._last_frame_id = result.frame_id
-        self._publish_result(result, total_ms, ingest_ms)
+        # where a frame's latency goes besides processing: LiDAR stamp -> trigger callback (transport, executor)
+        # and callback -> worker (waiting behind the previous frame)
+        waits = {"receive": (job.recv_ns - job.stamp_ns) / 1e6, "queue": queue_ms}
+        self._publish_result(result, total_ms, ingest_ms, waits)
         self._last_latency_ms = (self.now_ns() - result.stamp_ns) / 1e6
         self._publish("pipeline_latency_ms", Float64(data=float(self._last_latency_ms)))
 
@@ -520,7 +524,7 @@ class MonitorCore:
             # bytes; rclpy's per-sub-message conversion costs ~15 us per Marker
             pub.publish(serialize(msg) if type(msg) in FAST_SERIALIZED else msg)
 
-    def _publish_result(self, result, total_ms: float, ingest_ms: float = 0.0) -> None:
+    def _publish_result(self, result, total_ms: float, ingest_ms: float = 0.0, waits: dict | None = None) -> None:
         statuses = self._last_statuses + self.node_statuses(self.now_ns())
         self._publish("markers", self._markers.build(
             result, min_score=float(self.values["output.min_score"]),
@@ -537,7 +541,7 @@ class MonitorCore:
         # total = message conversion in the node + the pipeline's own total
         total = ingest_ms + float(result.timings_ms.get("total", total_ms))
         self._publish("processing_time_ms", Float64(data=total))
-        for stage, ms in {"ingest": ingest_ms, **result.timings_ms}.items():
+        for stage, ms in {**(waits or {}), "ingest": ingest_ms, **result.timings_ms}.items():
             if stage == "total":
                 continue
             key = f"processing_time_ms/{stage}"

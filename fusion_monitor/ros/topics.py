@@ -12,7 +12,8 @@ PROCESSING_TIME = "~/debug/processing_time_ms"  # total; per stage: ~/debug/proc
 PIPELINE_LATENCY = "~/debug/pipeline_latency_ms"
 ATTRIBUTION = {s: f"~/attribution/{s}" for s in MAP_STREAMS}
 # stages timed by the node (ingest) and the pipeline; publishers exist from activation
-KNOWN_STAGES = ("ingest", "align", "preprocess", "inference", "decode", "health")
+#: Per-stage times; "receive" = LiDAR stamp -> trigger callback, "queue" = callback -> worker (waits, not processing).
+KNOWN_STAGES = ("receive", "queue", "ingest", "align", "preprocess", "inference", "decode", "health")
 
 
 def sensor_age(sensor: str) -> str:

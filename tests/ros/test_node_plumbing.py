@@ -44,6 +44,7 @@ def _subscribe_outputs(listener):
     listener.subscribe(Float64, f"{NODE}/debug/pipeline_latency_ms")
     listener.subscribe(Float64, f"{NODE}/debug/processing_time_ms/engine")
     listener.subscribe(Float64, f"{NODE}/debug/processing_time_ms/ingest")
+    listener.subscribe(Float64, f"{NODE}/debug/processing_time_ms/queue")
     listener.subscribe(Float64, f"{NODE}/debug/CAM_FRONT/age_ms")
 
 
@@ -114,6 +115,9 @@ def test_drive_with_fake_pipeline(tmp_path, listener, ros_ctx):
         assert listener.get(f"{NODE}/debug/processing_time_ms")
         assert listener.get(f"{NODE}/debug/processing_time_ms/engine")
         assert listener.get(f"{NODE}/debug/processing_time_ms/ingest")
+        # the wait behind the previous frame is published too (a latency tail that is not processing)
+        assert all(m.data >= 0.0 for m in listener.get(f"{NODE}/debug/processing_time_ms/queue"))
+        assert listener.get(f"{NODE}/debug/processing_time_ms/queue")
         assert listener.get(f"{NODE}/debug/CAM_FRONT/age_ms")
         lat = [m.data for m in listener.get(f"{NODE}/debug/pipeline_latency_ms")]
         assert lat and all(x >= 0 for x in lat)
