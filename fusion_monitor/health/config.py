@@ -179,9 +179,9 @@ class CameraCheckConfig(_Group):
                                    "saturated images still are", 0.0, 1.0)
     near_view_cell_fraction: float = _p(0.35, "fraction of grid cells a near object fills (their object returns "
                                         "mostly within near_object_m) from which the whole-image checks are not "
-                                        "judged either: a "
-                                        "dark car alongside fills the lower half of a side camera's view while the "
-                                        "facade above keeps its columns from counting as near", 0.0, 1.0)
+                                        "judged either: a dark car alongside fills the lower half of a side "
+                                        "camera's view while the facade above keeps its columns from counting as "
+                                        "near", 0.0, 1.0)
     near_view_hold_frames: int = _p(20, "checked frames a view stays filled after the near object last filled it, "
                                     "while some column is still near (a car alongside drifts in and out of the "
                                     "fraction as the ego creeps past it: revision-2 simulated traffic queues)", 0, 10000)

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from fusion_monitor.sensors.preprocess import (
+    DEFAULT_SPEC,
     InputSpec,
     lidar_raster,
+    normalise_images,
     preprocess_frame,
+    preprocess_images,
     radar_raster,
     scale_intrinsics,
 )
@@ -99,3 +102,16 @@ def test_absent_modality_is_zeroed():
     pts = np.array([[1, 1, 0.5, 10]], np.float32)
     res = preprocess_frame(lidar_points=pts, T_base_lidar=np.eye(4), present={"lidar": False})
     assert not res.inputs["lidar"].any() and res.inputs["present"].tolist() == [[0, 0, 0]]
+
+
+def test_serving_normalisation_equals_the_training_one_bit_for_bit():
+    """The pipeline normalises each camera image in place (preprocess_images); training batches use
+    normalise_images. They must give the same float32 values, or the detector sees other inputs than it was
+    trained on."""
+    rng = np.random.default_rng(7)
+    spec = DEFAULT_SPEC
+    imgs = {name: rng.integers(0, 256, (*spec.image_hw, 3), dtype=np.uint8) for name in spec.camera_names}
+    served, _ = preprocess_images(imgs, None, spec)
+    trained = normalise_images(np.stack([imgs[n] for n in spec.camera_names]), spec)
+    assert served.dtype == trained.dtype == np.float32
+    np.testing.assert_array_equal(served, trained)
