@@ -139,12 +139,15 @@ def _check_T(T, what: str) -> np.ndarray:
     return T
 
 
-def _cells(x: np.ndarray, y: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Flat cell index for points inside the grid, and the mask of those points."""
+def _cells(x: np.ndarray, y: np.ndarray, spec: InputSpec, keep: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Flat cell index for points inside the grid (and in ``keep``), and the mask of those points."""
     G = spec.grid
     r = np.floor((x + spec.range_m) / spec.cell_m).astype(np.int64)
     c = np.floor((y + spec.range_m) / spec.cell_m).astype(np.int64)
     ok = (r >= 0) & (r < G) & (c >= 0) & (c < G)
+    if keep is not None:
+        ok &= keep
     return r[ok] * G + c[ok], ok
 
 
@@ -176,10 +179,8 @@ def lidar_raster(points: np.ndarray, T_base_lidar: np.ndarray, spec: InputSpec =
     z = xyz[:, 2]
     dz = (spec.lidar_z_max_m - spec.lidar_z_min_m) / spec.lidar_z_bins
     zb = np.floor((z - spec.lidar_z_min_m) / dz).astype(np.int64)
-    r = np.floor((xyz[:, 0] + spec.range_m) / spec.cell_m).astype(np.int64)
-    c = np.floor((xyz[:, 1] + spec.range_m) / spec.cell_m).astype(np.int64)
-    ok = (zb >= 0) & (zb < spec.lidar_z_bins) & (r >= 0) & (r < G) & (c >= 0) & (c < G)  # one mask, one gather
-    cell = r[ok] * G + c[ok]
+    # one mask (height slices and grid) over all points, one gather
+    cell, ok = _cells(xyz[:, 0], xyz[:, 1], spec, (zb >= 0) & (zb < spec.lidar_z_bins))
     counts = np.bincount(zb[ok] * G * G + cell, minlength=spec.lidar_z_bins * G * G)
     out[: spec.lidar_z_bins] = np.log1p(counts).reshape(spec.lidar_z_bins, G, G)
     n = np.bincount(cell, minlength=G * G).astype(np.float32)
