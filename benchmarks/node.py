@@ -33,6 +33,9 @@ CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BA
 RADARS = ("RADAR_FRONT", "RADAR_FRONT_LEFT", "RADAR_FRONT_RIGHT", "RADAR_BACK_LEFT", "RADAR_BACK_RIGHT")
 RATES = {"camera": 12.0, "lidar": 20.0, "radar": 13.0}
 NODE = "/fusion_monitor"
+# per-stage times the node publishes: waits (LiDAR stamp -> callback, callback -> worker, inference done -> the
+# previous frame finished) and the stages that dominate processing
+STAGES = ("receive", "queue", "handoff", "ingest", "inference", "health")
 
 
 # ---- feeder (child process) ---------------------------------------------------------------------
@@ -169,14 +172,14 @@ def run_config(lmd: bool, args, env) -> dict:
                  "-p", f"trigger.rate_hz:={float(args.trigger_rate)}", "-p", f"model.num_threads:={int(args.threads)}"]
     for kv in args.param:
         node_cmd += ["-p", kv]
-    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": [], "queue": [], "receive": []}
+    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": [], **{k: [] for k in STAGES}}
     listener = Node("fusion_monitor_bench_listener")
     listener.create_subscription(PointCloud2, f"{NODE}/detections", lambda m: got["det"].append(m), OUTPUT_QOS)
     listener.create_subscription(Float64, f"{NODE}/debug/pipeline_latency_ms", lambda m: got["lat"].append(m.data),
                                  OUTPUT_QOS)
     listener.create_subscription(Float64, f"{NODE}/debug/processing_time_ms", lambda m: got["proc"].append(m.data),
                                  OUTPUT_QOS)
-    for stage in ("queue", "receive"):  # waits: callback -> worker, LiDAR stamp -> callback
+    for stage in STAGES:
         listener.create_subscription(Float64, f"{NODE}/debug/processing_time_ms/{stage}",
                                      lambda m, k=stage: got[k].append(m.data), OUTPUT_QOS)
     listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: got["diag"].append(m), OUTPUT_QOS)
@@ -236,9 +239,10 @@ def run_config(lmd: bool, args, env) -> dict:
         "processing_ms_p50": round(float(np.percentile(got["proc"], 50)), 1) if got["proc"] else None,
         "processing_ms_p99": round(float(np.percentile(got["proc"], 99)), 1) if got["proc"] else None,
         **{f"{k}_ms_p50_p99": [round(float(np.percentile(got[k], q)), 1) for q in (50, 99)] if got[k] else None
-           for k in ("queue", "receive")},
+           for k in STAGES},
         "latency_ms": [round(float(v), 1) for v in lat],
         "processing_ms": [round(float(v), 1) for v in got["proc"][lat0:]],
+        "stages_ms": {k: [round(float(v), 1) for v in got[k][lat0:]] for k in STAGES},
         "node_cpu_percent": round((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / wall * 100, 1),
         "feeder": feed_report,
     }
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     with rclpy.init():
         for lmd in configs:
             rows.append(run_config(lmd, args, env))
-            series.append({"lmd": lmd, **{k: rows[-1].pop(k) for k in ("latency_ms", "processing_ms")}})
+            series.append({"lmd": lmd, **{k: rows[-1].pop(k) for k in ("latency_ms", "processing_ms", "stages_ms")}})
             print(json.dumps(rows[-1]), flush=True)
     if args.dump:
         Path(args.dump).write_text(json.dumps(series))

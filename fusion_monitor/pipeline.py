@@ -8,7 +8,8 @@ Stages of :meth:`Pipeline.process`: align (latest sample per sensor, stale ones 
 preprocess (images resized/normalised, LiDAR/radar BEV rasters) -> decomposed detector (one graph
 giving the detector's outputs and the LMD streams) -> decode (detections from the full stream;
 per-detection shares from the streams at the detection's heat-map peak) -> health (raw and
-attribution checks, debounced).
+attribution checks, debounced). :meth:`Pipeline.begin` runs it up to the detector (and the raw
+checks), :meth:`Pipeline.finish` the rest, so a driver can overlap two frames.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class PipelineConfig:
         "sync.max_lidar_age_ms": "max_lidar_age_ms", "pipeline.parallel_checks": "parallel_checks",
     }
 
+    _NODE_ONLY = ("pipeline.overlap_frames",)  # how the node drives the pipeline, not the pipeline's own
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PipelineConfig:
         """From flat parameter names (``model.package``, ``health.camera.dark_threshold``, ...).
@@ -100,7 +103,7 @@ class PipelineConfig:
                 kwargs[cls._NAMES[name]] = value
             elif name.startswith("health."):
                 health[name] = value
-            elif name.startswith(("qos.", "output.", "use_sim_time")):
+            elif name.startswith(("qos.", "output.", "use_sim_time")) or name in cls._NODE_ONLY:
                 continue
             else:
                 raise ValueError(f"unknown parameter {name!r}")
@@ -292,7 +295,16 @@ class Pipeline:
 
     # -- one frame -----------------------------------------------------------------------------
     def process(self, trigger_stamp_ns: int, now_ns: int) -> FrameResult:
-        """Run the monitor on the latest samples aligned to ``trigger_stamp_ns``."""
+        """Run the monitor on the latest samples aligned to ``trigger_stamp_ns``: :meth:`begin` then
+        :meth:`finish`."""
+        return self.finish(self.begin(trigger_stamp_ns, now_ns), now_ns)
+
+    def begin(self, trigger_stamp_ns: int, now_ns: int) -> PendingFrame:
+        """First half of a frame: align, raw-signal checks, preprocess, inference.
+
+        A driver may run the next frame's :meth:`begin` while this one's :meth:`finish` runs (the node
+        does): begin touches no state finish uses except through the pipeline's lock, and ``now_ns``
+        here only ages the samples (it reaches no health check)."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         with self._lock:
@@ -304,7 +316,7 @@ class Pipeline:
         masked = [m for m in MODALITIES if not present[m]]
         timings["align"] = (time.perf_counter() - t0) * 1e3
 
-        failure = ""
+        failure, outputs = "", None
         raw = self._raw_pool().submit(self._raw_checks, samples, rig) if self.config.parallel_checks else None
         try:
             t1 = time.perf_counter()
@@ -314,39 +326,55 @@ class Pipeline:
             t2 = time.perf_counter()
             outputs = self.backend.run(inputs)
             timings["inference"] = (time.perf_counter() - t2) * 1e3
-
-            t3 = time.perf_counter()
-            detections, bev_maps, bev_shares = self._decode(outputs)
-            detections = self.tracker.update(detections, trigger_stamp_ns)
-            timings["decode"] = (time.perf_counter() - t3) * 1e3
         except Exception as e:  # a failing frame becomes an ERROR status, never a dead monitor
             log.exception("frame at %d failed", trigger_stamp_ns)
             failure = f"{type(e).__name__}: {e}"
-            detections, bev_maps, bev_shares = [], {}, {}
+        # with parallel_checks, finish() collects the checks: the next frame's begin() need not wait for them
+        checks = self._raw_checks(samples, rig) if raw is None else raw
+        return PendingFrame(trigger_stamp_ns, rig, ages_ms, masked, timings, outputs, failure, checks,
+                            (time.perf_counter() - t0) * 1e3)
+
+    def finish(self, pending: PendingFrame, now_ns: int) -> FrameResult:
+        """Second half of a frame: decode, tracking, attribution checks, statuses (frames in trigger order)."""
+        p = pending
+        timings = dict(p.timings)
+        t3 = time.perf_counter()
+        failure = p.failure
+        detections, bev_maps, bev_shares = [], {}, {}
+        if not failure:
+            try:
+                detections, bev_maps, bev_shares = self._decode(p.outputs)
+                detections = self.tracker.update(detections, p.stamp_ns)
+            except Exception as e:
+                log.exception("frame at %d failed", p.stamp_ns)
+                failure = f"{type(e).__name__}: {e}"
+                detections, bev_maps, bev_shares = [], {}, {}
+        timings["decode"] = (time.perf_counter() - t3) * 1e3
         self._last_failure = (failure, now_ns) if failure else self._last_failure
 
-        raw_ms = self._raw_checks(samples, rig) if raw is None else raw.result()
+        raw_ms = p.wait_checks()
         t5 = time.perf_counter()
         with self._lock:
             if self.stream_names and not failure:
-                self.health.on_attribution(trigger_stamp_ns, [d.shares for d in detections],
-                                           [d.score for d in detections], bev_shares, now_ns, masked)
+                self.health.on_attribution(p.stamp_ns, [d.shares for d in detections],
+                                           [d.score for d in detections], bev_shares, now_ns, p.masked)
         statuses = self.statuses(now_ns)
         # the checks' own time (with parallel_checks they ran beside inference), attribution and statuses
         timings["health"] = raw_ms + (time.perf_counter() - t5) * 1e3
-        timings["total"] = (time.perf_counter() - t0) * 1e3
-        trig = rig.sensors.get(self.policy.trigger_sensor) if self.policy.trigger_sensor else None
+        # processing only (the wait for the checks counts, the wait between begin and finish does not: a driver
+        # that overlaps frames times that itself)
+        timings["total"] = p.begin_ms + (time.perf_counter() - t3) * 1e3
+        rig = p.rig
         grid = BevGrid(-self.spec.range_m, -self.spec.range_m, 2 * self.spec.range_m / self._out_hw[0],
                        self._out_hw[0], self._out_hw[1])
-        return FrameResult(stamp_ns=trigger_stamp_ns, frame_id=rig.base_frame if trig is None else rig.base_frame,
-                           detections=detections, bev_maps=bev_maps, bev_grid=grid, masked=masked,
-                           ages_ms=ages_ms, timings_ms=timings, statuses=statuses)
+        return FrameResult(stamp_ns=p.stamp_ns, frame_id=rig.base_frame, detections=detections, bev_maps=bev_maps,
+                           bev_grid=grid, masked=p.masked, ages_ms=p.ages_ms, timings_ms=timings, statuses=statuses)
 
     def _raw_checks(self, samples: dict, rig: Rig) -> float:
         """Raw-signal checks of the frame's samples not checked at an earlier trigger; returns the time (ms)."""
         t0 = time.perf_counter()
-        with self._lock:
-            for name, s in samples.items():
+        for name, s in samples.items():
+            with self._lock:  # one sensor at a time: finish() of the previous frame may interleave
                 if self._checked_stamp.get(name) == s.stamp_ns:
                     continue  # this sample was checked at an earlier trigger
                 self._checked_stamp[name] = s.stamp_ns
@@ -430,6 +458,28 @@ class Pipeline:
                 bev_maps[name] = per_stream[s].astype(np.float32)
                 bev_shares[name] = float(per_stream[s][mask].sum() / total)
         return out, bev_maps, bev_shares
+
+
+@dataclass
+class PendingFrame:
+    """A frame between :meth:`Pipeline.begin` and :meth:`Pipeline.finish`."""
+
+    stamp_ns: int
+    rig: Rig
+    ages_ms: dict[str, float]
+    masked: list[str]
+    timings: dict[str, float]
+    outputs: dict[str, np.ndarray] | None  # the detector's outputs; None when the frame failed
+    failure: str  # "" or why the frame failed
+    raw_checks: Any  # the raw-signal checks' own time (ms), or the Future giving it (parallel_checks)
+    begin_ms: float  # wall time of begin()
+
+    def wait_checks(self) -> float:
+        """Wait for the frame's raw-signal checks (a driver may, before it takes any lock for finish());
+        returns their own time (ms)."""
+        if not isinstance(self.raw_checks, float):
+            self.raw_checks = float(self.raw_checks.result())
+        return self.raw_checks
 
 
 def _intrinsics_for(spec, width: int, height: int) -> np.ndarray | None:

@@ -138,6 +138,9 @@ class MonitorCore:
         self._queue: queue.Queue[_Trigger] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._finisher: threading.Thread | None = None
+        # begun frames awaiting finish (pipeline.overlap_frames): at most one waits, the worker blocks meanwhile
+        self._finish_queue: queue.Queue = queue.Queue(maxsize=1)
         self._ingester: threading.Thread | None = None
         self._new_data = threading.Event()
         self._ingest_lock = threading.Lock()
@@ -250,6 +253,9 @@ class MonitorCore:
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="fusion_monitor_worker", daemon=True)
         self._worker.start()
+        if self._overlaps():
+            self._finisher = threading.Thread(target=self._finish_loop, name="fusion_monitor_finish", daemon=True)
+            self._finisher.start()
         self._ingester = threading.Thread(target=self._ingest_loop, name="fusion_monitor_ingest", daemon=True)
         self._ingester.start()
         period = 1.0 / float(self.values["output.diagnostics_rate_hz"])
@@ -260,10 +266,12 @@ class MonitorCore:
         """Stop the worker, drop subscriptions, timer and publishers."""
         self._stop.set()
         self._new_data.set()
-        for t in (self._worker, self._ingester):
+        for t in (self._worker, self._finisher, self._ingester):
             if t is not None:
                 t.join(timeout=10.0)
-        self._worker = self._ingester = None
+        self._worker = self._finisher = self._ingester = None
+        while not self._finish_queue.empty():  # begun frames of this activation are not published
+            self._finish_queue.get_nowait()
         n = self.node
         if self._timer is not None:
             n.destroy_timer(self._timer)
@@ -341,8 +349,16 @@ class MonitorCore:
                 self.dropped_triggers += 1
 
     # ---- worker -------------------------------------------------------------------------------
+    def _overlaps(self) -> bool:
+        """Two frames in flight (``pipeline.overlap_frames``, a pipeline with begin/finish)."""
+        return bool(self.values.get("pipeline.overlap_frames")) and all(
+            hasattr(self.pipeline, a) for a in ("begin", "finish"))
+
     def _work(self) -> None:
-        """Processing thread: one trigger at a time (the queue keeps only the newest)."""
+        """Processing thread: one trigger at a time (the queue keeps only the newest). With
+        ``pipeline.overlap_frames`` it runs a frame up to inference (``Pipeline.begin``) and hands it to the
+        finish thread, so the next frame's inference overlaps this one's decode, attribution and publishing."""
+        overlap = self._overlaps()
         while not self._stop.is_set():
             try:
                 job = self._queue.get(timeout=0.2)
@@ -353,9 +369,41 @@ class MonitorCore:
             try:
                 queue_ms = (self.now_ns() - job.recv_ns) / 1e6  # trigger callback -> this worker took it
                 ingest_ms = self._ingest(job)
-                self._process(job, ingest_ms, queue_ms)
-                self._worker_error = None
+                if not overlap:
+                    self._process(job, ingest_ms, queue_ms)
+                    self._worker_error = None
+                    continue
+                # begin() takes the pipeline's own lock where it needs it; its now_ns only ages the samples
+                pending = self.pipeline.begin(job.stamp_ns, self.now_ns())
+                item = (job, pending, ingest_ms, queue_ms, time.perf_counter())
+                while not self._stop.is_set():
+                    try:
+                        self._finish_queue.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
             except Exception as e:  # never a dead loop: report and continue
+                self._report_worker_error(e)
+
+    def _finish_loop(self) -> None:
+        """Finish thread (``pipeline.overlap_frames``): decode, attribution checks, statuses, publishing, in
+        trigger order."""
+        while not self._stop.is_set():
+            try:
+                job, pending, ingest_ms, queue_ms, handed = self._finish_queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                handoff_ms = (time.perf_counter() - handed) * 1e3  # waiting for the previous frame's finish
+                t0 = time.perf_counter()
+                if hasattr(pending, "wait_checks"):
+                    pending.wait_checks()  # not under the lock: ingest goes on meanwhile
+                with self._plock:
+                    result = self.pipeline.finish(pending, self._pipeline_now())
+                self._publish_frame(job, result, (time.perf_counter() - t0) * 1e3, ingest_ms,
+                                    {"queue": queue_ms, "handoff": handoff_ms})
+                self._worker_error = None
+            except Exception as e:
                 self._report_worker_error(e)
 
     def _ingest_loop(self) -> None:
@@ -505,13 +553,15 @@ class MonitorCore:
         t0 = time.perf_counter()  # wall time only for the processing-time metric
         with self._plock:
             result = self.pipeline.process(job.stamp_ns, self._pipeline_now())
-        total_ms = (time.perf_counter() - t0) * 1e3
+        self._publish_frame(job, result, (time.perf_counter() - t0) * 1e3, ingest_ms, {"queue": queue_ms})
+
+    def _publish_frame(self, job: _Trigger, result, total_ms: float, ingest_ms: float, waits: dict) -> None:
         self.frames += 1
         self._last_statuses = list(result.statuses or [])
         self._last_frame_id = result.frame_id
-        # where a frame's latency goes besides processing: LiDAR stamp -> trigger callback (transport, executor)
-        # and callback -> worker (waiting behind the previous frame)
-        waits = {"receive": (job.recv_ns - job.stamp_ns) / 1e6, "queue": queue_ms}
+        # where a frame's latency goes besides processing: LiDAR stamp -> trigger callback (transport, executor),
+        # callback -> worker (waiting behind the previous frame) and, with overlap, begin -> finish
+        waits = {"receive": (job.recv_ns - job.stamp_ns) / 1e6, **waits}
         self._publish_result(result, total_ms, ingest_ms, waits)
         self._last_latency_ms = (self.now_ns() - result.stamp_ns) / 1e6
         self._publish("pipeline_latency_ms", Float64(data=float(self._last_latency_ms)))

@@ -102,6 +102,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "inference: shorter frames when a core is free (node benchmark, 2 cores: latency p99 129-163 ms, no "
               "dropped trigger vs 192-234 ms and 2-13 dropped); replay keeps them serial (a fleet worker owns one "
               "core)", read_only=True),
+    ParamSpec("pipeline.overlap_frames", False, "two frames in flight: the next frame's preprocessing and "
+              "inference run while the previous one is decoded, checked and published (a worker and a finish "
+              "thread). For machines with cores to spare: on the 2-core benchmark machine it was not better "
+              "(three interleaved 45 s pairs, LMD on: latency p99 231 / 186 / 226 ms on vs 152 / 126 / 150 ms off)",
+              read_only=True),
     ParamSpec("rig.profile", "", "rig profile YAML (sensor names, topics, calibration); empty = the shipped "
               "nuScenes rig", read_only=True),
     ParamSpec("lmd.enabled", True, "compute Layer-Wise Modality Decomposition (per-modality shares and BEV "

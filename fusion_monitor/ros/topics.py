@@ -12,8 +12,9 @@ PROCESSING_TIME = "~/debug/processing_time_ms"  # total; per stage: ~/debug/proc
 PIPELINE_LATENCY = "~/debug/pipeline_latency_ms"
 ATTRIBUTION = {s: f"~/attribution/{s}" for s in MAP_STREAMS}
 # stages timed by the node (ingest) and the pipeline; publishers exist from activation
-#: Per-stage times; "receive" = LiDAR stamp -> trigger callback, "queue" = callback -> worker (waits, not processing).
-KNOWN_STAGES = ("receive", "queue", "ingest", "align", "preprocess", "inference", "decode", "health")
+#: Per-stage times; waits, not processing: "receive" = LiDAR stamp -> trigger callback, "queue" = callback -> worker,
+#: "handoff" = inference done -> the previous frame finished (pipeline.overlap_frames).
+KNOWN_STAGES = ("receive", "queue", "handoff", "ingest", "align", "preprocess", "inference", "decode", "health")
 
 
 def sensor_age(sensor: str) -> str:

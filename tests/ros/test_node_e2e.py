@@ -87,7 +87,9 @@ def test_drive_stale_camera_malformed_and_sigint(drive_bag, tmp_path, listener, 
                    (f"{NODE}/attribution/camera", OccupancyGrid), (f"{NODE}/debug/pipeline_latency_ms", Float64)):
         listener.subscribe(typ, t)
     node = start(node_cmd(*(["--model", MODEL] if MODEL else []), "--ros-args", "-p", "use_sim_time:=true",
-                          "-p", "output.diagnostics_rate_hz:=10.0", fake=False), ros_ctx)
+                          "-p", "output.diagnostics_rate_hz:=10.0",
+                          # two frames in flight (off by default; the fake-pipeline tests drive one at a time)
+                          "-p", "pipeline.overlap_frames:=true", fake=False), ros_ctx)
     try:
         listener.wait_publisher(f"{NODE}/markers", timeout=120)
         listener.wait_for(lambda: listener.get("/diagnostics"), 60, "diagnostics before any data")

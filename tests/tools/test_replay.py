@@ -200,3 +200,47 @@ def test_checks_beside_inference_give_the_same_frames_as_serial(replayed, faulte
     serial, parallel = frames(out), frames(tmp_path / "par")
     assert len(serial) >= 29 and parallel == serial
     assert any(s["level"] != 0 for f in serial for s in f["statuses"])  # the injected faults are in both
+
+
+@pytest.mark.slow
+def test_two_frames_in_flight_give_the_serial_detections_and_alerts(replayed, faulted_bag):
+    """The node's pipeline.overlap_frames: frame N+1's begin (align, checks, inference) runs before frame N's
+    finish (decode, attribution, statuses). Detections, ids and shares must be the serial replay's, and every
+    alert the serial replay raised must be raised (statuses may show the next frame's raw checks earlier)."""
+    from fusion_monitor.bagio import deserialize, open_bag
+    from fusion_monitor.frame import frame_record
+    from fusion_monitor.pipeline import Pipeline, PipelineConfig
+    from fusion_monitor.ros.ingest import message_to_sample
+
+    out, _ = replayed
+    pipeline = Pipeline(PipelineConfig.from_params({"model.package": str(PACKAGE), "pipeline.parallel_checks": True}))
+    topics = {s.topic: s for s in pipeline.rig.sensors.values()}
+    size = (pipeline.spec.image_hw[1], pipeline.spec.image_hw[0])
+    rows, pending, t0 = [], None, None
+    try:
+        for raw in open_bag(faulted_bag).messages():
+            t0 = t0 or raw.log_time_ns
+            spec = topics.get(raw.topic)
+            if spec is None:
+                continue
+            sample = message_to_sample(deserialize(raw), spec.name, spec.modality,
+                                       target_size=size if spec.modality == "camera" else None)
+            trigger = pipeline.on_sample(sample, raw.log_time_ns)
+            if trigger is None:
+                continue
+            begun = pipeline.begin(trigger, raw.log_time_ns)
+            if pending is not None:  # the previous frame finishes after this one's inference
+                rows.append(frame_record(pipeline.finish(pending, raw.log_time_ns), t0))
+            pending = begun
+        rows.append(frame_record(pipeline.finish(pending, raw.log_time_ns), t0))
+    finally:
+        pipeline.close()
+
+    serial = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert len(rows) == len(serial) >= 29
+    assert [r["detections"] for r in rows] == [r["detections"] for r in serial]
+
+    def alerts(frames):
+        return {s["name"] for f in frames for s in f["statuses"] if s["level"] in (1, 2)}
+
+    assert alerts(serial) and alerts(serial) <= alerts(rows)
