@@ -15,7 +15,8 @@ Checks per modality:
   that barely uses its camera is nominal at 1 %); without one, from the modality's own share over its
   first ``collapse_warmup`` live frames, so only a modality that contributed and stopped is called
   collapsed;
-- ``drift``: two-sided CUSUM on standardised *block means* (slow drift). Shares of consecutive frames
+- ``drift``: two-sided CUSUM on standardised *block means* (slow drift); only a drop alarms unless
+  ``drift_up`` is set (a share that rises is the others' drop, reported at the sensor that lost it). Shares of consecutive frames
   are strongly correlated (the same objects in view), so a CUSUM on single frames false-alarms far
   more often than its formula says. The checker averages ``drift_block`` frames (1 s at the 20 Hz
   LiDAR trigger) and standardises the block mean with the baseline's *block* std, measured by
@@ -512,8 +513,11 @@ class AttributionChecker:
                                                                                                      c.drift_block)
                 s.block[kind].clear()
                 cs = s.cusum[kind]
-                if cs.update(z):
-                    s.drift[kind] = ("up" if cs.hi > cs.lo else "down", max(cs.hi, cs.lo))
+                cs.update(z)
+                if cs.lo > cs.h:  # the modality contributes less than it normally does
+                    s.drift[kind] = ("down", cs.lo)
+                elif c.drift_up and cs.hi > cs.h:
+                    s.drift[kind] = ("up", cs.hi)
                 else:
                     s.drift.pop(kind, None)
             v[f"cusum_{kind}"] = fmt(max(s.cusum[kind].hi, s.cusum[kind].lo))

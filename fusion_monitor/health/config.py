@@ -410,6 +410,10 @@ class AttributionCheckConfig(_Group):
                              "their scenes for minutes at a time, which the independent-block ARL0 does not model "
                              "(1.5 held on revision-1 drives; 3 of the 6 nominal revision-2 suite drives then reached "
                              "1.02-1.10 x h)", 1.0, 100.0)
+    drift_up: bool = _p(False, "also alarm when a modality's share drifts above its baseline. Off: a share that "
+                        "rises means the others' fell, which their own downward drift reports at the sensor that "
+                        "lost it; and a scene with denser traffic holds the radar share 3 block std up for a minute "
+                        "(two false alarms on the 6 nominal revision-2 suite drives, 0 with drops only)")
     contradiction_share: float = _p(-0.2, "a modality share below this on a confirmed detection contradicts it",
                                     -1.0, 0.0)
     contradiction_warn: float = _p(0.3, "fraction of confirmed detections contradicted that raises WARN", 0.0, 1.0)

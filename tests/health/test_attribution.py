@@ -241,7 +241,7 @@ def test_held_out_drives_set_the_drift_reference_and_interval():
     assert b.drift_drives == 6 and b.drift_k["det.lidar"] > 1.0 and b.drift_excursion["det.lidar"] > 0
     plain = Baseline.from_dict({**b.to_dict(), "drift_k": {}, "drift_excursion": {}})  # k = 1, h = 8 as before
 
-    new_drive = scene_drives(rng, [0.045], n_blocks=120)[0]  # 2 min, within the calibration drives' spread
+    new_drive = scene_drives(rng, [-0.038], n_blocks=120)[0]  # 2 min, within the calibration drives' spread
     assert drift_alarms(plain, new_drive), "the plain CUSUM should alarm on a steady scene offset"
     assert drift_alarms(b, new_drive) == []
     k, h = AttributionChecker(("lidar",), baseline=b).drift_kh("det.lidar")
@@ -256,6 +256,30 @@ def test_held_out_drives_set_the_drift_reference_and_interval():
     two = fit_baseline(fit[: 2 * drives[0].size], "m", SENSORS, ("lidar",), min_std=0.001,
                        drive_ids=ids[: 2 * drives[0].size])
     assert two.drift_k == {} and two.drift_drives == 0  # a held-out fit needs two other drives
+
+
+def test_only_a_drop_alarms_unless_drift_up_is_set():
+    """A modality whose share rises took it from the others (their drop is their alarm); health.attribution.drift_up
+    also alarms on rises."""
+    from fusion_monitor.health.config import AttributionCheckConfig
+
+    rng = np.random.default_rng(3)
+    drives = scene_drives(rng, [-0.02, 0.0, 0.01, 0.02])
+    fit = [{"det.lidar": float(x)} for x in np.concatenate(drives)]
+    ids = np.repeat(np.arange(len(drives)), drives[0].size).tolist()
+    b = fit_baseline(fit, "m", SENSORS, ("lidar",), min_std=0.001, drive_ids=ids)
+    base = scene_drives(rng, [0.0], n_blocks=90)[0]
+    ramp = 0.2 * np.clip(np.arange(base.size) / 600 - 1, 0, 1)  # from 30 s, +-0.2 by 60 s
+
+    def alarms(shares, **cfg):
+        ch = AttributionChecker(("lidar",), AttributionCheckConfig(**cfg), baseline=b)
+        return [ch.update([{"lidar": float(x)}], [0.9])["lidar"]["drift"] for x in shares]
+
+    down = [r for r in alarms(base - ramp) if r.level != Level.OK]
+    assert down and "drifted down" in down[0].message
+    assert all(r.level == Level.OK for r in alarms(base + ramp))
+    up = [r for r in alarms(base + ramp, drift_up=True) if r.level != Level.OK]
+    assert up and "drifted up" in up[0].message
 
 
 def test_slow_drift_caught_by_cusum_not_by_the_frame_bound(baseline):
