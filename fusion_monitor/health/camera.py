@@ -127,6 +127,33 @@ _ROW_WORDS = {1: ["" ], 2: ["top", "bottom"], 3: ["top", "middle", "bottom"]}
 _COL_WORDS = {1: [""], 2: ["left", "right"], 3: ["left", "centre", "right"]}
 
 
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected group of True cells of a small grid (first found on ties)."""
+    mask = np.asarray(mask, bool)
+    rows, cols = mask.shape
+    seen = np.zeros_like(mask)
+    best: list[tuple[int, int]] = []
+    for r0, c0 in zip(*np.nonzero(mask)):
+        if seen[r0, c0]:
+            continue
+        seen[r0, c0] = True
+        stack, group = [(int(r0), int(c0))], []
+        while stack:
+            r, c = stack.pop()
+            group.append((r, c))
+            for rr in range(max(r - 1, 0), min(r + 2, rows)):
+                for cc in range(max(c - 1, 0), min(c + 2, cols)):
+                    if mask[rr, cc] and not seen[rr, cc]:
+                        seen[rr, cc] = True
+                        stack.append((rr, cc))
+        if len(group) > len(best):
+            best = group
+    out = np.zeros_like(mask)
+    if best:
+        out[tuple(np.array(best).T)] = True
+    return out
+
+
 def region_text(mask: np.ndarray, width_px: int, height_px: int) -> tuple[str, str]:
     """Where a boolean (rows, cols) cell mask lies: ("top-left", "x 0-800 px, y 0-450 px") of its bounding box."""
     rows, cols = mask.shape
@@ -445,11 +472,14 @@ class CameraChecker:
         self._cell_hist.append(soft_now)
         # persistence: dirt stays in the same cells while the camera moves, a flat object (truck side, shadow)
         # passes; a cell is blocked when it was soft in k of the last n frames
-        blocked = (np.sum(self._cell_hist, axis=0) >= c.occlusion_persist_count) & soft_now
+        persistent = (np.sum(self._cell_hist, axis=0) >= c.occlusion_persist_count) & soft_now
+        # dirt or a blob on the lens is one piece; soft cells scattered over the view are plain texture (a facade
+        # passing slowly): the region is the largest 8-connected group of persistent cells
+        blocked = largest_region(persistent)
         n = int(blocked.sum())
         total = blocked.size
         v = {"value": str(n), "bound": f"< {c.occlusion_warn_cells} of {total} cells",
-             "soft_cells_now": str(int(soft_now.sum())),
+             "persistent_cells": str(int(persistent.sum())), "soft_cells_now": str(int(soft_now.sum())),
              "near_object_cells": str(int(explained.sum())),
              "persistence": f">= {c.occlusion_persist_count} of {c.occlusion_persist_frames} frames"}
         if n == 0:

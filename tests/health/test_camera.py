@@ -263,3 +263,21 @@ def test_brightening_toward_open_sky_needs_a_washed_out_image():
     assert ch.update(sky, open_view)["exposure"].level == Level.OK
     washed = F.camera_brightness(textured_image(rng), 5, rng)
     assert ch.update(washed, open_view)["exposure"].level >= Level.WARN
+
+
+@pytest.mark.parametrize("cells,blocked", [(((1, 1), (1, 2), (2, 1), (2, 2)), True),
+                                           (((1, 1), (1, 5), (5, 2), (6, 6)), False)])
+def test_a_blocked_region_is_one_piece(cells, blocked):
+    """Dirt on the lens is one piece: four soft cells side by side are a blocked region, four scattered over the
+    view (plain patches of a slowly passing facade, sim872's CAM_BACK_LEFT) are not."""
+    rng = np.random.default_rng(4)
+    ch = CameraChecker("C")
+    h, w = 400 // G, 800 // G
+    for i in range(50):
+        im = textured_image(rng, 400, 800)  # cells of whole pixels
+        if i >= 20:  # after the per-cell sharpness references settled
+            for r, c in cells:  # flat in the same cells (and a little around), frame after frame
+                im[max(r * h - 12, 0):(r + 1) * h + 12, max(c * w - 20, 0):(c + 1) * w + 20] = 128
+        res = ch.update(im, context())["occlusion"]
+    assert int(res.values["persistent_cells"]) == 4
+    assert (res.level >= Level.WARN) == blocked, res.message
