@@ -217,6 +217,7 @@ class CameraChecker:
         self._base_std: float | None = None
         self._base_edge: np.ndarray | None = None  # (edge_x, edge_y, edge_iso)
         self._cell_hist: deque[np.ndarray] = deque(maxlen=self.config.occlusion_persist_frames)
+        self._cell_state: np.ndarray | None = None  # per cell: soft when last judged (carried while a near object hides it)
 
     def reset(self) -> None:
         """Forget the previous frame and the running baselines (after a time jump)."""
@@ -231,6 +232,7 @@ class CameraChecker:
         self._frames = 0
         self._near_hold = 0
         self._cell_hist.clear()
+        self._cell_state = None
 
     def update(self, image: np.ndarray, context: CameraContext | None = None) -> dict[str, CheckResult]:
         """Run every camera check on one (H, W, 3) uint8 RGB image; returns check name -> result.
@@ -464,11 +466,17 @@ class CameraChecker:
         c = self.config
         if global_bad and self._cell_ref is not None:
             self._cell_hist.clear()
+            self._cell_state = None
             return CheckResult(Level.OK, f"occlusion not judged: whole image degraded (see {', '.join(global_bad)})",
                                {"value": "nan", "bound": "0 cells"})
         dark_flat, soft = self._soft_cells(st)
         # a near object (LiDAR) explains a flat column; a sharpness loss counts only where the LiDAR sees structure
-        soft_now = (dark_flat | (soft & covered)) & ~explained
+        raw = dark_flat | (soft & covered)
+        # an explained cell is not judged: it keeps the state it had when last judged while it stays soft, so a
+        # truck pulling up behind a blob neither clears the blob nor makes its own flat side a blob (sim420)
+        last = np.zeros_like(raw) if self._cell_state is None else self._cell_state
+        soft_now = np.where(explained, last & raw, raw)
+        self._cell_state = soft_now
         self._cell_hist.append(soft_now)
         # persistence: dirt stays in the same cells while the camera moves, a flat object (truck side, shadow)
         # passes; a cell is blocked when it was soft in k of the last n frames

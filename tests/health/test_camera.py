@@ -281,3 +281,32 @@ def test_a_blocked_region_is_one_piece(cells, blocked):
         res = ch.update(im, context())["occlusion"]
     assert int(res.values["persistent_cells"]) == 4
     assert (res.level >= Level.WARN) == blocked, res.message
+
+
+def test_a_near_object_behind_a_blob_neither_clears_it_nor_becomes_one():
+    """sim420: a truck pulls up in front while a blob sits on the lens. Cells the truck explains are not judged:
+    the blob's cells keep their blocked state while they stay soft, and cells that were clear stay clear (the
+    truck's own flat side is the scene, not the lens)."""
+    rng = np.random.default_rng(5)
+    h, w = 400 // G, 800 // G
+    blob = [(r, c) for r in (3, 4) for c in (3, 4)]
+    truck = np.zeros((G, G), bool)
+    truck[2:6, 2:6] = True  # the blob's cells and a ring of clear cells around them
+
+    def run(with_blob):
+        ch = CameraChecker("C")
+        levels = []
+        for i in range(70):
+            im = textured_image(rng, 400, 800)
+            flat = (blob if with_blob and i >= 20 else []) + (
+                [(r, c) for r, c in zip(*np.nonzero(truck))] if i >= 45 else [])
+            for r, c in flat:
+                im[max(r * h - 12, 0):(r + 1) * h + 12, max(c * w - 20, 0):(c + 1) * w + 20] = 128
+            ctx = context(near_cells=truck) if i >= 45 else context()
+            levels.append(ch.update(im, ctx)["occlusion"].level)
+        return levels
+
+    blob_run = run(with_blob=True)
+    assert max(blob_run[35:45]) >= Level.WARN  # the blob, before the truck
+    assert min(blob_run[50:]) >= Level.WARN, blob_run[45:]  # still blocked while the truck explains its cells
+    assert max(run(with_blob=False)) == Level.OK  # the truck alone is the scene
