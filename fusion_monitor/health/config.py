@@ -369,6 +369,12 @@ class RadarCheckConfig(_Group):
     alignment_warn_deg: float = _p(1.5, "|yaw offset| at which the radar is WARN (nominal drives stay within 1 deg "
                                    "on sparse side radars, 0 on the front radar)", 0.0, 45.0)
     alignment_error_deg: float = _p(3.0, "|yaw offset| at which the radar is ERROR", 0.0, 45.0)
+    alignment_consensus_radars: int = _p(3, "radars whose targets all line up with the LiDAR the same yaw off "
+                                         "(beyond alignment_warn_deg, within alignment_consensus_tol_deg of each "
+                                         "other) blame the LiDAR, not themselves: a LiDAR turned 3 deg on its mount "
+                                         "made all five radars of the rig look turned by -3 deg", 2, 100)
+    alignment_consensus_tol_deg: float = _p(1.0, "yaw offsets this close count as the same turn", 0.0, 45.0)
+    alignment_consensus_age_ms: float = _p(2000.0, "a radar's offset older than this does not vote", 0.0, 600000.0)
 
     def _check(self):
         self._order("clutter_ratio", "clutter_error_ratio", strict=False)

@@ -31,11 +31,12 @@ from fusion_monitor.health.debounce import Debouncer
 from fusion_monitor.health.lidar import LIDAR_CHECKS, LidarChecker, lidar_columns
 from fusion_monitor.health.liveness import LIVENESS_CHECKS, NS_PER_MS, StreamLiveness, stamp_skews_ms
 from fusion_monitor.health.radar import RADAR_CHECKS, RadarChecker
-from fusion_monitor.health.radar_alignment import Occupancy, lidar_occupancy
+from fusion_monitor.health.radar_alignment import LidarYawConsensus, Occupancy, lidar_occupancy
 from fusion_monitor.health.status import CheckResult, Level, SensorStatus
 from fusion_monitor.sensors.rig import MODALITIES, Rig
 
-DATA_CHECKS = {"camera": CAMERA_CHECKS, "lidar": LIDAR_CHECKS, "radar": RADAR_CHECKS}
+#: Per modality, the data checks reported; the LiDAR's "alignment" is judged here from the radars' alignment.
+DATA_CHECKS = {"camera": CAMERA_CHECKS, "lidar": LIDAR_CHECKS + ("alignment",), "radar": RADAR_CHECKS}
 
 
 #: Staleness levels meaning "no recent message" (ERROR once data came, STALE before the first message).
@@ -99,6 +100,7 @@ class HealthMonitor:
         self._data_stamp: dict[str, int] = {}
         self._context: dict[str, tuple[int, CameraContext]] = {}  # camera -> (LiDAR stamp, what the LiDAR sees)
         self._occupancy: Occupancy | None = None  # the latest sweep's occupied cells, for the radar alignment
+        self._yaw_consensus = LidarYawConsensus(c.radar)  # the radars' verdict on the LiDAR's mount
         self._last_now_ns: int | None = None
         self._inference_now_ns: int | None = None
         self._inference_stamp_ns: int | None = None
@@ -155,12 +157,14 @@ class HealthMonitor:
             results = checker.update(data, self._camera_context(sensor, stamp_ns))
         elif modality == "radar":
             results = checker.update(data, self._occupancy, stamp_ns)
+            results["alignment"] = self._yaw_consensus.radar(sensor, stamp_ns, results["alignment"])
         else:
             results = checker.update(data)
             if modality == "lidar":
                 ground = results.get("ground")
                 doubt = "" if ground is None or ground.level == Level.OK else f"{sensor} ground plane moved"
                 self._update_context(sensor, data, stamp_ns, doubt)
+                results = {**results, "alignment": self._yaw_consensus.lidar(sensor, stamp_ns)}
         self._record(sensor, results, stamp_ns)
 
     def _update_context(self, lidar: str, points, stamp_ns: int, doubt: str = "") -> None:

@@ -11,6 +11,11 @@ targets on LiDAR structure at the best offset, and far more than at a typical of
 the LiDAR's scene (another recording, a LiDAR blocked in their direction) match about equally at every offset
 and leave the check unjudged.
 
+Every radar is judged against the same LiDAR, so a LiDAR turned on its mount (a yaw-only turn leaves its ground
+plane where it was, so its own checks cannot see it) makes all radars look turned the other way.
+:class:`LidarYawConsensus` takes the radars' votes: when several agree, the LiDAR is blamed
+("<node>: LIDAR_TOP/alignment") and their alarms are withdrawn.
+
 Sensor clocks differ (radar 13 Hz, LiDAR 20 Hz): the ego moves up to about a metre between a scan and the sweep
 it is compared with, mostly along its heading. Each offset is therefore scored at the best of a few
 along-track shifts, which absorbs that motion without an odometry input. Targets nearer than
@@ -150,3 +155,58 @@ class RadarAlignment:
                                f"{n} targets match there, {at_0} as mounted; extrinsic calibration moved?)", v)
         return CheckResult(Level.OK, f"aligned with the LiDAR ({at_0} of {n} targets match as mounted, best offset "
                            f"{off:+.1f} deg)", v)
+
+
+class LidarYawConsensus:
+    """Who moved, the LiDAR or a radar? Each radar's alignment is judged against the LiDAR, so a LiDAR turned on
+    its mount makes every radar look turned by the opposite angle. When ``alignment_consensus_radars`` radars
+    (judged within ``alignment_consensus_age_ms``) line up with the LiDAR the same way, beyond
+    ``alignment_warn_deg`` and within ``alignment_consensus_tol_deg`` of each other, the LiDAR is blamed and
+    those radars' alignment alarms are withdrawn. One radar alone (or two) off is that radar.
+    """
+
+    def __init__(self, config: RadarCheckConfig | None = None):
+        self.config = config or RadarCheckConfig()
+        self._offsets: dict[str, tuple[int, float]] = {}  # radar -> (stamp, best yaw offset deg; nan: not judged)
+
+    def reset(self) -> None:
+        self._offsets.clear()
+
+    def _agreeing(self, stamp_ns: int) -> tuple[float, list[str]] | None:
+        c = self.config
+        recent = {r: off for r, (t, off) in self._offsets.items()
+                  if abs(int(stamp_ns) - t) <= c.alignment_consensus_age_ms * 1e6 and np.isfinite(off)
+                  and abs(off) >= c.alignment_warn_deg}
+        if len(recent) < c.alignment_consensus_radars:
+            return None
+        mid = float(np.median(list(recent.values())))
+        agree = sorted(r for r, off in recent.items() if abs(off - mid) <= c.alignment_consensus_tol_deg)
+        return (mid, agree) if len(agree) >= c.alignment_consensus_radars else None
+
+    def radar(self, sensor: str, stamp_ns: int, result: CheckResult) -> CheckResult:
+        """Record one radar's alignment result; returns it, or OK when the radars agree that the LiDAR moved."""
+        try:
+            off = float(result.values.get("value", "nan"))
+        except ValueError:
+            off = float("nan")
+        self._offsets[sensor] = (int(stamp_ns), off)
+        got = self._agreeing(stamp_ns)
+        if got is None or result.level == Level.OK or sensor not in got[1]:
+            return result
+        yaw, agree = got
+        return CheckResult(Level.OK, f"alignment: the LiDAR moved, not this radar ({len(agree)} radars line up with "
+                           f"it {yaw:+.1f} deg off)", {**result.values, "blamed": "lidar"})
+
+    def lidar(self, sensor: str, stamp_ns: int) -> CheckResult:
+        """The LiDAR's alignment against the radars at sweep ``stamp_ns``."""
+        c = self.config
+        got = self._agreeing(stamp_ns)
+        if got is None:
+            return CheckResult(Level.OK, "no radar consensus against the LiDAR",
+                               {"value": "nan", "bound": f"< {c.alignment_consensus_radars} radars agreeing"})
+        yaw, agree = got
+        level = Level.ERROR if abs(yaw) >= c.alignment_error_deg else Level.WARN
+        return CheckResult(level, f"{sensor}: turned about {-yaw:+.1f} deg in yaw against its mounting: {len(agree)} "
+                           f"radars ({', '.join(agree)}) line up with it {yaw:+.1f} deg off (extrinsic calibration "
+                           "moved?)", {"value": f"{-yaw:+.1f}", "bound": f"|x| < {c.alignment_warn_deg:g} deg",
+                                        "radars": ";".join(agree)})

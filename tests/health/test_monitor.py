@@ -73,7 +73,7 @@ def by_name(statuses):
 
 
 def expected_count(rig):
-    per = {"camera": CAMERA_CHECKS, "lidar": LIDAR_CHECKS, "radar": RADAR_CHECKS}
+    per = {"camera": CAMERA_CHECKS, "lidar": LIDAR_CHECKS + ("alignment",), "radar": RADAR_CHECKS}  # the radars' verdict
     return sum(len(LIVENESS_CHECKS) + len(per[s.modality]) for s in rig.sensors.values()) + 3 * len(ATTRIBUTION_CHECKS)
 
 

@@ -164,3 +164,35 @@ def test_real_radar_scans_of_other_scenes_raise_no_alignment_alert(rig, radar_sc
         for _ in range(CFG.alignment_window):
             res = ch.update(scan.points, occ, 0)["alignment"]
         assert res.level == Level.OK, (scan.frame_id, res.message)
+
+
+def test_radars_that_agree_blame_the_lidar():
+    """A LiDAR turned on its mount makes every radar look turned the other way: three radars (or more) that line
+    up with the LiDAR the same few degrees off blame the LiDAR, and their own alarms are withdrawn; one radar off
+    while the others line up as mounted is that radar (sim404_lidar_yaw_drift, sim445_radar_yaw_drift)."""
+    from fusion_monitor.health.radar_alignment import LidarYawConsensus
+    from fusion_monitor.health.status import CheckResult
+
+    def judged(off):
+        level = Level.ERROR if abs(off) >= CFG.alignment_error_deg else (
+            Level.WARN if abs(off) >= CFG.alignment_warn_deg else Level.OK)
+        return CheckResult(level, f"offset {off:+.1f}", {"value": f"{off:+.1f}", "bound": "|x| < 1.5 deg"})
+
+    t = 10_000_000_000
+    lidar_moved = LidarYawConsensus(CFG)
+    out = [lidar_moved.radar(r, t + k, judged(off)) for k, (r, off) in
+           enumerate([("RADAR_FRONT", -3.0), ("RADAR_BACK_LEFT", -3.5), ("RADAR_BACK_RIGHT", -2.5)])]
+    assert out[0].level == out[1].level == Level.ERROR  # one or two radars alone cannot tell yet
+    assert out[2].level == Level.OK and "LiDAR moved" in out[2].message
+    again = lidar_moved.radar("RADAR_FRONT", t + 30, judged(-3.0))  # its next scan, with the consensus standing
+    assert again.level == Level.OK and "3 radars" in again.message
+    lidar = lidar_moved.lidar("LIDAR_TOP", t + 50_000_000)
+    assert lidar.level == Level.ERROR and "+3.0 deg" in lidar.message and "RADAR_BACK_LEFT" in lidar.message
+    assert lidar_moved.lidar("LIDAR_TOP", t + 5_000_000_000).level == Level.OK  # the votes grew old
+
+    radar_moved = LidarYawConsensus(CFG)
+    for k, (r, off) in enumerate([("RADAR_BACK_LEFT", 0.0), ("RADAR_BACK_RIGHT", 0.5), ("RADAR_FRONT_LEFT", 0.0)]):
+        radar_moved.radar(r, t + k, judged(off))
+    front = radar_moved.radar("RADAR_FRONT", t + 10, judged(-3.0))
+    assert front.level == Level.ERROR
+    assert radar_moved.lidar("LIDAR_TOP", t + 20).level == Level.OK
