@@ -169,9 +169,6 @@ class LidarYawConsensus:
         self.config = config or RadarCheckConfig()
         self._offsets: dict[str, tuple[int, float]] = {}  # radar -> (stamp, best yaw offset deg; nan: not judged)
 
-    def reset(self) -> None:
-        self._offsets.clear()
-
     def _agreeing(self, stamp_ns: int) -> tuple[float, list[str]] | None:
         c = self.config
         recent = {r: off for r, (t, off) in self._offsets.items()
