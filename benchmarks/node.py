@@ -107,7 +107,7 @@ def feed(seconds: float, images: str | None) -> int:
                 return 3
             time.sleep(0.05)
         time.sleep(0.5)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         next_t = [t0 + 0.003 * i for i in range(len(streams))]
         counts = [0] * len(streams)
         late_ms = []
@@ -128,10 +128,11 @@ def feed(seconds: float, images: str | None) -> int:
             counts[i] += 1
             next_t[i] += 1.0 / rate
         elapsed = time.monotonic() - t0
+        cpu_percent = (time.process_time() - cpu0) / elapsed * 100
         time.sleep(0.5)
         node.destroy_node()
     rates = {streams[i][0]: round(counts[i] / elapsed, 2) for i in range(len(streams))}
-    print(json.dumps({"rates_hz": rates, "publish_late_ms_p99": round(float(np.percentile(late_ms, 99)), 2)
+    print(json.dumps({"rates_hz": rates, "cpu_percent": round(cpu_percent, 1), "publish_late_ms_p99": round(float(np.percentile(late_ms, 99)), 2)
                       if late_ms else 0.0, "jpeg_kb": round(float(np.mean([len(j) for j in jpegs])) / 1024, 1)}),
           flush=True)
     return 0
@@ -141,6 +142,13 @@ def feed(seconds: float, images: str | None) -> int:
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _system_ticks() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies over all CPUs since boot (/proc/stat; steal: time the hypervisor ran others)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    idle, steal = v[3] + v[4], v[7]  # idle + iowait
+    return sum(v) - idle - steal, steal, sum(v)
 
 
 def _env() -> dict[str, str]:
@@ -204,10 +212,11 @@ def run_config(lmd: bool, args, env) -> dict:
                 raise RuntimeError(f"feeder ended before any frame: {feeder.stderr.read()[-2000:]}")
             rclpy.spin_once(listener, timeout_sec=0.05)
         n0, lat0, t0, cpu0 = len(got["det"]), len(got["lat"]), time.monotonic(), _cpu_ticks(node.pid)
+        sys0 = _system_ticks()
         diag0 = _inference_values(got["diag"][-1])
         while feeder.poll() is None:
             rclpy.spin_once(listener, timeout_sec=0.05)
-        t1, cpu1 = time.monotonic(), _cpu_ticks(node.pid)
+        t1, cpu1, sys1 = time.monotonic(), _cpu_ticks(node.pid), _system_ticks()
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
             rclpy.spin_once(listener, timeout_sec=0.05)
@@ -244,6 +253,9 @@ def run_config(lmd: bool, args, env) -> dict:
         "processing_ms": [round(float(v), 1) for v in got["proc"][lat0:]],
         "stages_ms": {k: [round(float(v), 1) for v in got[k][lat0:]] for k in STAGES},
         "node_cpu_percent": round((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / wall * 100, 1),
+        # every process on the machine (feeder, this listener, the node, the rest), 100 % = one core
+        "machine_cpu_percent": round((sys1[0] - sys0[0]) / max(sys1[2] - sys0[2], 1) * 100 * os.cpu_count(), 1),
+        "steal_percent": round((sys1[1] - sys0[1]) / max(sys1[2] - sys0[2], 1) * 100 * os.cpu_count(), 1),
         "feeder": feed_report,
     }
 
@@ -292,11 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nnode benchmark: {args.seconds:.0f} s per run, trigger {args.trigger_rate} Hz, "
           f"{'FAKE pipeline' if args.fake else 'real pipeline'}, {os.cpu_count()} CPUs")
     print(f"{'LMD':5} {'fps':>6} {'triggers':>9} {'dropped':>8} {'lat p50':>8} {'lat p90':>8} {'lat p99':>8} "
-          f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10}")
+          f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10} {'feeder %':>8} {'machine %':>9} {'steal %':>7}")
     for r in rows:
         print(f"{'on' if r['lmd'] else 'off':5} {r['processed_fps']:6.2f} {r['triggers']:9d} {r['dropped_triggers']:8d} "
               f"{r['latency_ms_p50']:8.1f} {r['latency_ms_p90']:8.1f} {r['latency_ms_p99']:8.1f} "
-              f"{r['processing_ms_p50'] or 0:9.1f} {r['processing_ms_p99'] or 0:9.1f} {r['node_cpu_percent']:10.1f}")
+              f"{r['processing_ms_p50'] or 0:9.1f} {r['processing_ms_p99'] or 0:9.1f} {r['node_cpu_percent']:10.1f} "
+              f"{r['feeder'].get('cpu_percent', 0):8.1f} {r['machine_cpu_percent']:9.1f} "
+              f"{r['steal_percent']:7.1f}")
     if rows:
         print(f"feeder achieved: {rows[-1]['feeder'].get('rates_hz')}")
     return 0

@@ -43,7 +43,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32MultiArray, Float64
@@ -55,7 +55,7 @@ from fusion_monitor.ros.diagnostics import ERROR, OK, WARN, NodeStatus, diagnost
 from fusion_monitor.ros.ingest import is_compressed_topic, message_to_sample, quick_check
 from fusion_monitor.ros.markers import MarkerBuilder, alert_markers, marker_array
 from fusion_monitor.ros.outputs import NUSCENES_CLASSES, bev_grids, detections_cloud, shares_array
-from fusion_monitor.ros.qos import OUTPUT_QOS, TF_STATIC_QOS, sensor_qos
+from fusion_monitor.ros.qos import OUTPUT_QOS, TF_STATIC_QOS, incompatible_publishers, sensor_qos
 from fusion_monitor.ros.record import FAST_SERIALIZED, serialize
 from fusion_monitor.sensors.errors import MessageError
 
@@ -63,6 +63,7 @@ PipelineFactory = Callable[[dict[str, Any]], Any]
 BAD_MESSAGE_HOLD_NS = 5_000_000_000  # a bad message keeps the ingest status WARN this long
 CACHE_DEPTH = 8  # per sensor: superseded messages awaiting a quick check
 INGEST_PERIOD_S = 0.02  # the ingest thread converts at most this often (batches bursts of messages)
+QOS_CHECK_PERIOD_S = 2.0  # the ingest thread compares sensor publishers' offered QoS with ours this often
 
 _TYPE = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
          "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING}
@@ -161,6 +162,7 @@ class MonitorCore:
         self.dropped_triggers = 0
         self.bad_messages = 0
         self._last_bad: tuple[int, str, str] | None = None  # (now_ns, sensor, reason)
+        self._qos_problems: dict[str, list[tuple[str, str]]] = {}  # topic -> [(publisher node, why)]
         self._worker_error: tuple[int, str] | None = None
         self._last_latency_ms: float | None = None
         self._last_frame_diag = float("-inf")  # monotonic time a frame last published /diagnostics
@@ -218,9 +220,35 @@ class MonitorCore:
     def _output_publisher(self, msg_type, topic: str):
         """An output publisher without rclpy's default QoS-event handler: with ~30 outputs those handlers
         cost the executor a third of its CPU per received message (measured: 11 % vs 8 % of a core at
-        160 msg/s). Subscriptions keep theirs, so an incompatible sensor QoS is still reported."""
+        160 msg/s)."""
         return self.node.create_publisher(msg_type, topic, OUTPUT_QOS,
                                           event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
+    def _sensor_subscription(self, msg_type, topic: str, callback, qos):
+        """A sensor subscription without rclpy's default QoS-event handler either (the 19 handlers of the
+        nuScenes rig cost the executor 4 % of a core at 160 msg/s: 11.9 vs 7.8 % measured); an incompatible
+        publisher is found by :meth:`_check_qos` from the ROS graph instead and reported in /diagnostics."""
+        return self.node.create_subscription(msg_type, topic, callback, qos,
+                                             event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False))
+
+    def _check_qos(self) -> None:
+        """Sensor topics whose publishers offer a QoS our subscription can never receive (``ingest/qos``)."""
+        problems = {}
+        for sub in list(self._subs):
+            try:
+                found = incompatible_publishers(self.node.get_publishers_info_by_topic(sub.topic_name),
+                                                sub.qos_profile)
+            except Exception as e:  # a graph query failing (context shutting down) is not a QoS problem
+                self.node.get_logger().debug(f"QoS check of {sub.topic_name}: {type(e).__name__}: {e}")
+                continue
+            if found:
+                problems[sub.topic_name] = found
+        for topic, found in problems.items():
+            if self._qos_problems.get(topic) != found:
+                self.node.get_logger().warning(
+                    f"{topic}: incompatible QoS, no message can arrive from "
+                    + "; ".join(f"{pub} ({why})" for pub, why in found))
+        self._qos_problems = problems
 
     def activate(self) -> None:
         """Publishers, subscriptions, diagnostics timer, worker thread."""
@@ -246,9 +274,9 @@ class MonitorCore:
                 mtype = CompressedImage if is_compressed_topic(spec.topic) else Image
             else:
                 mtype = PointCloud2
-            self._subs.append(n.create_subscription(mtype, spec.topic, self._make_callback(name), qos))
+            self._subs.append(self._sensor_subscription(mtype, spec.topic, self._make_callback(name), qos))
             if spec.camera_info_topic:
-                self._subs.append(n.create_subscription(
+                self._subs.append(self._sensor_subscription(
                     CameraInfo, spec.camera_info_topic, self._make_info_callback(name), qos))
         tf_type = _tf_message_type()
         if tf_type is not None:  # tf2_msgs has no PyPI wheel: /tf_static only on a ROS install
@@ -288,6 +316,7 @@ class MonitorCore:
         with self._cache_lock:
             self._latest.clear()
         self._ingested_seq.clear()
+        self._qos_problems = {}
 
     def cleanup(self) -> None:
         if hasattr(self.pipeline, "close"):
@@ -413,12 +442,16 @@ class MonitorCore:
         """Ingest thread: converts new messages as they come (at most every INGEST_PERIOD_S), so sensor
         liveness never waits for a long inference; wakes at the diagnostics rate when inputs are silent."""
         idle_s = 1.0 / float(self.values["output.diagnostics_rate_hz"])
+        next_qos_check = time.monotonic() + 0.5  # first check soon after the subscriptions are matched
         while not self._stop.is_set():
             self._new_data.wait(timeout=idle_s)
             self._new_data.clear()
             if self._stop.is_set():
                 break
             try:
+                if time.monotonic() >= next_qos_check:
+                    next_qos_check = time.monotonic() + QOS_CHECK_PERIOD_S
+                    self._check_qos()
                 self._ingest(None)
             except Exception as e:
                 self._report_worker_error(e)
@@ -565,8 +598,13 @@ class MonitorCore:
         # where a frame's latency goes besides processing: LiDAR stamp -> trigger callback (transport, executor),
         # callback -> worker (waiting behind the previous frame) and, with overlap, begin -> finish
         waits = {"receive": (job.recv_ns - job.stamp_ns) / 1e6, **waits}
-        self._publish_result(result, total_ms, ingest_ms, waits)
+        statuses = self._last_statuses + self.node_statuses(self.now_ns())
+        self._publish_detections(result, statuses)
+        # the pipeline's latency is that of its detections; /diagnostics and the timing topics follow
         self._last_latency_ms = (self.now_ns() - result.stamp_ns) / 1e6
+        self._publish("diagnostics", diagnostic_array(statuses, self.now_ns()))
+        self._last_frame_diag = time.monotonic()
+        self._publish_timings(result, total_ms, ingest_ms, waits)
         self._publish("pipeline_latency_ms", Float64(data=float(self._last_latency_ms)))
 
     # ---- outputs ------------------------------------------------------------------------------
@@ -577,8 +615,8 @@ class MonitorCore:
             # bytes; rclpy's per-sub-message conversion costs ~15 us per Marker
             pub.publish(serialize(msg) if type(msg) in FAST_SERIALIZED else msg)
 
-    def _publish_result(self, result, total_ms: float, ingest_ms: float = 0.0, waits: dict | None = None) -> None:
-        statuses = self._last_statuses + self.node_statuses(self.now_ns())
+    def _publish_detections(self, result, statuses: list) -> None:
+        """A frame's markers (with the alert texts of ``statuses``), detections, shares and BEV maps."""
         self._publish("markers", self._markers.build(
             result, min_score=float(self.values["output.min_score"]),
             lifetime_s=float(self.values["output.marker_lifetime_s"]), statuses=statuses))
@@ -589,12 +627,13 @@ class MonitorCore:
         if self.values["output.bev_maps"]:
             for stream, grid in bev_grids(result).items():
                 self._publish(f"attribution/{stream}", grid)
-        self._publish("diagnostics", diagnostic_array(statuses, self.now_ns()))
-        self._last_frame_diag = time.monotonic()
+
+    def _publish_timings(self, result, total_ms: float, ingest_ms: float, waits: dict) -> None:
+        """~/debug/processing_time_ms (total and per stage) and the sensors' ages at the trigger."""
         # total = message conversion in the node + the pipeline's own total
         total = ingest_ms + float(result.timings_ms.get("total", total_ms))
         self._publish("processing_time_ms", Float64(data=total))
-        for stage, ms in {**(waits or {}), "ingest": ingest_ms, **result.timings_ms}.items():
+        for stage, ms in {**waits, "ingest": ingest_ms, **result.timings_ms}.items():
             if stage == "total":
                 continue
             key = f"processing_time_ms/{stage}"
@@ -626,7 +665,19 @@ class MonitorCore:
                              ing_values)
         else:
             ing = NodeStatus(f"{name}: ingest/messages", "ingest", OK, "messages decode", ing_values)
-        return [inf, ing]
+        return [inf, ing, self._qos_status(name)]
+
+    def _qos_status(self, name: str) -> NodeStatus:
+        """``ingest/qos``: WARN while a sensor topic has a publisher whose QoS can never reach us."""
+        problems = dict(self._qos_problems)
+        values = {"subscriptions": str(len(self._subs)), "incompatible_topics": str(len(problems))}
+        if not problems:
+            return NodeStatus(f"{name}: ingest/qos", "ingest", OK, "no publisher with an incompatible QoS", values)
+        for topic, found in problems.items():
+            values[topic] = "; ".join(f"{pub}: {why}" for pub, why in found)
+        topics = ", ".join(sorted(problems))
+        return NodeStatus(f"{name}: ingest/qos", "ingest", WARN,
+                          f"incompatible QoS on {topics}: no message can arrive (see qos.sensor.reliability)", values)
 
     def _pipeline_now(self) -> int:
         """Node-clock time for a pipeline call; read with the pipeline lock held.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSProfile, ReliabilityPolicy, \
+    qos_check_compatible
 
 # message types that are sensor data: published/subscribed best effort unless overridden
 SENSOR_TYPES = frozenset(
@@ -69,3 +70,16 @@ def playback_qos(topic: str, msgtype: str, offered: Sequence | None = None, dept
     if msgtype in SENSOR_TYPES:
         return sensor_qos("best_effort", depth)
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def incompatible_publishers(endpoints: Sequence, subscription_qos: QoSProfile) -> list[tuple[str, str]]:
+    """(publisher node, why) for every publisher endpoint (``Node.get_publishers_info_by_topic``) whose offered
+    QoS can never deliver to a subscription with ``subscription_qos`` (e.g. best effort offered, reliable
+    requested). Unknown or system-default policies (compatibility undecidable) are not reported."""
+    out = []
+    for info in endpoints:
+        compat, why = qos_check_compatible(info.qos_profile, subscription_qos)
+        if compat == QoSCompatibility.ERROR:
+            ns = info.node_namespace.rstrip("/")
+            out.append((f"{ns}/{info.node_name}" if info.node_name else "an unnamed publisher", why.strip()))
+    return out

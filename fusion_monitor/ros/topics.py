@@ -9,7 +9,7 @@ DETECTIONS = "~/detections"
 SHARES = "~/detections/shares"
 DIAGNOSTICS = "/diagnostics"
 PROCESSING_TIME = "~/debug/processing_time_ms"  # total; per stage: ~/debug/processing_time_ms/<stage>
-PIPELINE_LATENCY = "~/debug/pipeline_latency_ms"
+PIPELINE_LATENCY = "~/debug/pipeline_latency_ms"  # trigger stamp -> the frame's detections/markers/maps published
 ATTRIBUTION = {s: f"~/attribution/{s}" for s in MAP_STREAMS}
 # stages timed by the node (ingest) and the pipeline; publishers exist from activation
 #: Per-stage times; waits, not processing: "receive" = LiDAR stamp -> trigger callback, "queue" = callback -> worker,

@@ -114,3 +114,48 @@ def test_inputs_remappable_with_sensor_qos_by_default(ros_ctx, reliability):
     finally:
         core.close()
         node.destroy_node()
+
+
+def test_incompatible_sensor_qos_is_a_diagnostic_not_silence(ros_ctx):
+    """A LiDAR driver publishing best effort while the node asks for reliable: nothing can arrive; the node says
+    why in /diagnostics (ingest/qos WARN naming the topic and the publisher), and OK once the publisher matches."""
+    import time
+
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import PointCloud2
+
+    from fusion_monitor.ros.node import MonitorCore
+    from fusion_monitor.ros.qos import sensor_qos
+
+    node = Node("fusion_monitor_qos_test", parameter_overrides=[Parameter("qos.sensor.reliability", value="reliable")])
+    driver = Node("lidar_driver")
+    core = MonitorCore(node, make)
+    core.declare()
+    core.configure()
+    core.activate()
+
+    def qos_status(expect_level: int, timeout_s: float = 10.0):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            core._check_qos()
+            st = {s.name: s for s in core.node_statuses(0)}["fusion_monitor_qos_test: ingest/qos"]
+            if st.level == expect_level or time.monotonic() > deadline:
+                return st
+            time.sleep(0.1)
+
+    try:
+        assert qos_status(0, 0).level == 0  # no publisher yet
+        pub = driver.create_publisher(PointCloud2, "/LIDAR_TOP", sensor_qos("best_effort"))
+        st = qos_status(1)
+        assert st.level == 1, st.message
+        assert "/LIDAR_TOP" in st.message and "/lidar_driver" in st.values["/LIDAR_TOP"]
+        assert "reliab" in st.values["/LIDAR_TOP"].lower()
+        driver.destroy_publisher(pub)
+        driver.create_publisher(PointCloud2, "/LIDAR_TOP", sensor_qos("reliable"))
+        st = qos_status(0)
+        assert st.level == 0, st.message
+    finally:
+        core.close()
+        driver.destroy_node()
+        node.destroy_node()
