@@ -132,7 +132,8 @@ def feed(seconds: float, images: str | None) -> int:
         time.sleep(0.5)
         node.destroy_node()
     rates = {streams[i][0]: round(counts[i] / elapsed, 2) for i in range(len(streams))}
-    print(json.dumps({"rates_hz": rates, "cpu_percent": round(cpu_percent, 1), "publish_late_ms_p99": round(float(np.percentile(late_ms, 99)), 2)
+    print(json.dumps({"rates_hz": rates, "cpu_percent": round(cpu_percent, 1),
+                      "publish_late_ms_p99": round(float(np.percentile(late_ms, 99)), 2)
                       if late_ms else 0.0, "jpeg_kb": round(float(np.mean([len(j) for j in jpegs])) / 1024, 1)}),
           flush=True)
     return 0
