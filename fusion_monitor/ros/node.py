@@ -1,13 +1,13 @@
 """The live fusion_monitor node: subscriptions, LiDAR trigger, worker thread, publishers, parameters.
 
 Shape (ros-conventions.md, style.md 8): callbacks only cache the latest messages per sensor (and,
-for the trigger LiDAR, hand a trigger to a drop-oldest queue of size 1). An ingest thread turns
-new messages into numpy samples (``Pipeline.on_sample``) as they come, so sensor liveness never
-waits for inference; a worker thread takes the newest trigger, ingests its sweep, runs
-``Pipeline.process`` and publishes; a steady timer publishes /diagnostics even when every input
-is silent. All ages come from the node clock (``use_sim_time`` follows /clock). A worker
-exception becomes an ERROR diagnostic, never a dead loop. The plain node configures and
-activates in its constructor; the lifecycle variant (lifecycle_node.py) runs the same
+for the trigger LiDAR, hand a trigger to a drop-oldest queue of size 1; a camera image is also handed
+to the decode threads, a non-blocking submit). An ingest thread turns new messages into numpy samples
+(``Pipeline.on_sample``) as they come, so sensor liveness never waits for inference; a worker thread
+takes the newest trigger, ingests its sweep, runs ``Pipeline.process`` and publishes; a steady timer
+publishes /diagnostics even when every input is silent. All ages come from the node clock
+(``use_sim_time`` follows /clock). A worker exception becomes an ERROR diagnostic, never a dead
+loop. The plain node configures and activates in its constructor; the lifecycle variant (lifecycle_node.py) runs the same
 :class:`MonitorCore` steps from its transitions.
 
 The node talks to the pipeline only through: ``rig``, ``on_sample``, ``on_bad_message``,
@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32MultiArray, Float64
 from visualization_msgs.msg import MarkerArray
 
+from fusion_monitor.frame import SensorSample
 from fusion_monitor.ros import params as P
 from fusion_monitor.ros import topics as T
 from fusion_monitor.ros.diagnostics import ERROR, OK, WARN, NodeStatus, diagnostic_array
@@ -337,12 +338,21 @@ class MonitorCore:
         return self.node.get_clock().now().nanoseconds
 
     def _make_callback(self, sensor: str):
+        early = self._modality.get(sensor) == "camera"
+
         def cb(msg) -> None:
             recv = self.now_ns()
+            # a camera image starts decoding on arrival (decode threads), so a trigger right after a burst of
+            # images rarely waits for them; a queued decode of this camera's previous image is dropped instead
+            decode = self._pool.submit(self._convert, sensor, "camera", msg, self._camera_target_size()) \
+                if early else None
             with self._cache_lock:
                 self._seq += 1
                 seq = self._seq
-                self._latest.setdefault(sensor, deque(maxlen=CACHE_DEPTH)).append((msg, recv, seq))
+                q = self._latest.setdefault(sensor, deque(maxlen=CACHE_DEPTH))
+                if q and q[-1][3] is not None:
+                    q[-1][3].cancel()  # not started yet: never decoded (superseded images get a quick check)
+                q.append((msg, recv, seq, decode))
             self._new_data.set()
             if sensor == self._trigger_sensor:
                 self._maybe_trigger(msg, recv, seq)
@@ -533,18 +543,20 @@ class MonitorCore:
             with self._cache_lock:
                 pending = {s: [e for e in q if e[2] > self._ingested_seq.get(s, 0)] for s, q in self._latest.items()}
             size = self._camera_target_size()
-            todo = []  # (sensor, modality, msg, recv_ns)
+            todo = []  # (sensor, modality, msg, recv_ns, decode future or None)
             for sensor, entries in pending.items():
                 if not entries:
                     continue
                 self._ingested_seq[sensor] = entries[-1][2]
                 modality = self._modality[sensor]
                 if job is not None and sensor == self._trigger_sensor and any(e[2] == job.seq for e in entries):
-                    full = (job.msg, job.recv_ns)
+                    full = (job.msg, job.recv_ns, None)
                     rest = [e for e in entries if e[2] != job.seq]
                 else:
-                    full, rest = entries[-1][:2], entries[:-1]
-                for msg, recv_ns, _ in rest:  # superseded: cheap check only
+                    full, rest = (entries[-1][0], entries[-1][1], entries[-1][3]), entries[:-1]
+                for msg, recv_ns, _, decode in rest:  # superseded: cheap check only
+                    if decode is not None:
+                        decode.cancel()
                     try:
                         quick_check(msg, sensor, modality)
                     except MessageError as e:
@@ -552,16 +564,22 @@ class MonitorCore:
                 todo.append((sensor, modality, *full))
 
             def convert(item):
-                sensor, modality, msg, recv_ns = item
-                try:
-                    return sensor, message_to_sample(msg, sensor, modality, target_size=size), recv_ns
-                except MessageError as e:
-                    return sensor, e, recv_ns
+                sensor, modality, msg, recv_ns, _ = item
+                return sensor, self._convert(sensor, modality, msg, size), recv_ns
 
-            cams = [t for t in todo if t[1] == "camera"]
-            rest_todo = [t for t in todo if t[1] != "camera"]
+            def collect(item):  # a decode started on arrival (waited for here, never inside the decode pool)
+                sensor, modality, msg, recv_ns, decode = item
+                try:
+                    return sensor, decode.result(), recv_ns
+                except CancelledError:
+                    return convert(item)
+
+            started = [t for t in todo if t[4] is not None]
+            cams = [t for t in todo if t[1] == "camera" and t[4] is None]
+            rest_todo = [t for t in todo if t[1] != "camera" and t[4] is None]
             results = list(self._pool.map(convert, cams)) if len(cams) > 1 else [convert(t) for t in cams]
             results += [convert(t) for t in rest_todo]
+            results += [collect(t) for t in started]
             for sensor, sample, recv_ns in results:
                 if isinstance(sample, MessageError):
                     self._bad_message(sensor, sample.reason, recv_ns)
@@ -569,6 +587,14 @@ class MonitorCore:
                 with self._plock:
                     self.pipeline.on_sample(sample, self._pipeline_now())
             return (time.perf_counter() - t0) * 1e3
+
+    @staticmethod
+    def _convert(sensor: str, modality: str, msg, size: tuple[int, int] | None) -> SensorSample | MessageError:
+        """One message -> SensorSample, or the MessageError saying why it is malformed."""
+        try:
+            return message_to_sample(msg, sensor, modality, target_size=size)
+        except MessageError as e:
+            return e
 
     def _camera_target_size(self) -> tuple[int, int] | None:
         """(width, height) JPEGs are DCT-decoded down to (never below): the model's image size, as the replay does."""

@@ -159,3 +159,43 @@ def test_incompatible_sensor_qos_is_a_diagnostic_not_silence(ros_ctx):
         core.close()
         driver.destroy_node()
         node.destroy_node()
+
+
+def _jpeg_msg(stamp_ns: int, data: bytes):
+    from sensor_msgs.msg import CompressedImage
+
+    m = CompressedImage()
+    m.header.frame_id, m.format, m.data = "CAM_FRONT", "jpeg", data
+    m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return m
+
+
+def test_camera_images_decode_on_arrival_superseded_queued_ones_never(core):
+    """A camera image starts decoding when it arrives (the trigger rarely waits for a burst of images); when a
+    newer image arrives before the decode started, the old one is never decoded; a corrupt image decoded on
+    arrival is still reported as a bad message at ingest."""
+    import io
+    import threading
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (900, 1600, 3), np.uint8)).save(buf, format="JPEG")
+    cb = core._make_callback("CAM_FRONT")
+    gate = threading.Event()
+    busy = [core._pool.submit(gate.wait) for _ in range(2)]  # both decode threads busy: decodes queue
+    t0 = 1_000_000_000_000
+    cb(_jpeg_msg(t0, buf.getvalue()))
+    cb(_jpeg_msg(t0 + 83_000_000, buf.getvalue()))
+    old, new = core._latest["CAM_FRONT"]
+    assert old[3].cancelled() and not new[3].cancelled()
+    gate.set()
+    [b.result() for b in busy]
+    assert new[3].result().data.shape == (113, 200, 3)  # DCT-scaled towards the model's 176x96 on arrival
+    core._ingest(None)
+    assert core.pipeline.samples == 1 and core.pipeline.last_stamp["CAM_FRONT"] == t0 + 83_000_000
+    assert core.bad_messages == 0
+    cb(_jpeg_msg(t0 + 166_000_000, buf.getvalue()[:2000]))  # truncated JPEG
+    core._ingest(None)
+    assert core.bad_messages == 1 and core._last_bad[1] == "CAM_FRONT" and "jpeg" in core._last_bad[2].lower()
+    assert core.pipeline.samples == 1
