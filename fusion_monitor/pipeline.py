@@ -213,11 +213,55 @@ class Pipeline:
         self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
                                     model_id=self.model_id)
 
-    def warmup(self, runs: int = 2) -> None:
-        """Pay one-off costs before the first frame (imports, ONNX Runtime's first runs)."""
+    def warmup(self, runs: int = 2, frames: int = 3) -> None:
+        """Pay one-off costs before the first frame: imports, ONNX Runtime's first runs on zeros, then ``frames``
+        synthetic frames through the whole pipeline (checks, preprocessing, inference, decoding, statuses),
+        after which the pipeline forgets them (:meth:`forget_frames`). Without those frames the node's first real
+        frames took 120-220 ms instead of ~70 ms (first calls of every check and buffer)."""
         import fusion_monitor.model.decode  # noqa: F401  (imports torch-free decode helpers and class tables)
 
         self.backend.warmup(runs)
+        if frames:
+            self._warm_frames(frames)
+            self.forget_frames()
+
+    def _warm_frames(self, frames: int) -> None:
+        """Synthetic samples of every sensor (noise images, a random sweep, random radar targets), processed."""
+        rng = np.random.default_rng(0)
+        H, W = self.spec.image_hw
+        t0 = 1_000_000_000
+        period = int(1e9 / self.config.trigger_rate_hz)
+        for k in range(frames):
+            stamp = t0 + k * period
+            trigger = None
+            for name, spec in self.rig.sensors.items():
+                if spec.modality == "camera":
+                    data = rng.integers(0, 256, (H + H // 6, W + W // 7, 3), np.uint8)
+                elif spec.modality == "lidar":
+                    n = 20_000
+                    data = np.column_stack([rng.uniform(-40, 40, (n, 2)), rng.uniform(-2, 3, n),
+                                            rng.uniform(0, 100, n), rng.integers(0, 32, n)]).astype(np.float32)
+                else:
+                    data = np.column_stack([rng.uniform(1, 80, (40, 2)), np.zeros(40), rng.uniform(-5, 20, 40),
+                                            rng.normal(0, 3, (40, 2))]).astype(np.float32)
+                got = self.on_sample(SensorSample(name, spec.modality, stamp, spec.frame_id or name, data), stamp)
+                trigger = got if got is not None else trigger
+            self.process(trigger if trigger is not None else stamp, stamp)
+
+    def forget_frames(self) -> None:
+        """Back to a fresh pipeline's state (after warm-up frames): cached samples, health windows and baselines,
+        tracks, check bookkeeping and failure reports; the model, rig, calibration and thresholds stay."""
+        from fusion_monitor.health import HealthMonitor
+
+        with self._lock:
+            self.cache = LatestCache(self.policy)
+            self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
+                                        model_id=self.model_id)
+            self.tracker = Tracker()
+            self._checked_stamp = {}
+            self._bad = {}
+            self._last_failure = ("", 0)
+            self._frames_failed = 0
 
     # -- input side ----------------------------------------------------------------------------
     def on_sample(self, sample: SensorSample, now_ns: int) -> int | None:
