@@ -27,6 +27,8 @@ class SensorSample:
     stamp_ns: int
     frame_id: str
     data: np.ndarray
+    #: cameras: the model's (3, H, W) float32 input slot made from ``data`` ahead of the frame (optional)
+    model_input: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

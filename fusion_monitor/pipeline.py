@@ -264,6 +264,19 @@ class Pipeline:
             self._frames_failed = 0
 
     # -- input side ----------------------------------------------------------------------------
+    def prepare_camera(self, sample: SensorSample) -> SensorSample:
+        """The camera sample with its model input slot computed now (resize + normalise, see
+        :func:`fusion_monitor.sensors.preprocess.prepare_image`): a driver with spare threads calls this before
+        :meth:`on_sample` so the frame only copies it. Anything else is returned as is."""
+        from fusion_monitor.sensors.preprocess import prepare_image
+
+        if sample.modality != "camera" or sample.sensor not in self.spec.camera_names:
+            return sample
+        img = np.asarray(sample.data)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 8:
+            return sample  # the frame's own preprocessing says what is wrong with it
+        return replace(sample, model_input=prepare_image(img, self.spec))
+
     def on_sample(self, sample: SensorSample, now_ns: int) -> int | None:
         """Cache one converted message; returns the trigger stamp when this message triggers a frame."""
         with self._lock:
@@ -448,19 +461,21 @@ class Pipeline:
     def _preprocess(self, samples: dict[str, SensorSample], rig: Rig, present: dict[str, bool]) -> dict:
         from fusion_monitor.sensors.preprocess import preprocess_frame
 
-        images, Ks, radars = {}, {}, {}
+        images, Ks, radars, prepared = {}, {}, {}, {}
         lidar_pts, T_lidar = None, None
         for name, s in samples.items():
             spec = rig.sensors[name]
             if spec.modality == "camera" and name in self.spec.camera_names:
                 images[name] = s.data
+                if s.model_input is not None:
+                    prepared[name] = s.model_input
                 Ks[name] = _intrinsics_for(spec, s.data.shape[1], s.data.shape[0])
             elif spec.modality == "lidar" and lidar_pts is None:
                 lidar_pts, T_lidar = s.data, spec.T_base_sensor
             elif spec.modality == "radar":
                 radars[name] = (s.data, spec.T_base_sensor)
         pre = preprocess_frame(images=images, intrinsics=Ks, lidar_points=lidar_pts, T_base_lidar=T_lidar,
-                               radars=radars, present=present, spec=self.spec)
+                               radars=radars, present=present, spec=self.spec, prepared=prepared)
         return pre.inputs
 
     @property

@@ -588,13 +588,15 @@ class MonitorCore:
                     self.pipeline.on_sample(sample, self._pipeline_now())
             return (time.perf_counter() - t0) * 1e3
 
-    @staticmethod
-    def _convert(sensor: str, modality: str, msg, size: tuple[int, int] | None) -> SensorSample | MessageError:
-        """One message -> SensorSample, or the MessageError saying why it is malformed."""
+    def _convert(self, sensor: str, modality: str, msg, size: tuple[int, int] | None) -> SensorSample | MessageError:
+        """One message -> SensorSample, or the MessageError saying why it is malformed. A camera image also gets
+        its model input slot here (in the decode threads when called from there), off the frame's path."""
         try:
-            return message_to_sample(msg, sensor, modality, target_size=size)
+            sample = message_to_sample(msg, sensor, modality, target_size=size)
         except MessageError as e:
             return e
+        prepare = getattr(self.pipeline, "prepare_camera", None)
+        return prepare(sample) if modality == "camera" and prepare is not None else sample
 
     def _camera_target_size(self) -> tuple[int, int] | None:
         """(width, height) JPEGs are DCT-decoded down to (never below): the model's image size, as the replay does."""

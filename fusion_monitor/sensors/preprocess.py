@@ -254,14 +254,25 @@ def radar_raster(radars: Mapping[str, tuple[np.ndarray, np.ndarray]], spec: Inpu
     return out, dropped
 
 
+def prepare_image(img: np.ndarray, spec: InputSpec = DEFAULT_SPEC) -> np.ndarray:
+    """One camera image as the model's (3, H, W) float32 input slot (resized and normalised): what
+    :func:`preprocess_images` computes, done ahead (the node does it in its decode threads, off the frame's path)."""
+    H, W = spec.image_hw
+    out = np.empty((3, H, W), np.float32)
+    _normalise_into(out, resize_image(np.asarray(img), (H, W)), spec)
+    return out
+
+
 def preprocess_images(images: Mapping[str, np.ndarray], intrinsics: Mapping[str, np.ndarray] | None,
-                      spec: InputSpec = DEFAULT_SPEC) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                      spec: InputSpec = DEFAULT_SPEC, prepared: Mapping[str, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Resize and normalise camera images into (6, 3, H, W) float32 in slot order; missing cameras are zeros.
 
     Parameters
     ----------
     images : camera name -> (h, w, 3) uint8 RGB at any size.
     intrinsics : camera name -> 3x3 K of the image as given (optional); returned scaled to the model size.
+    prepared : camera name -> :func:`prepare_image` of that same image (optional): copied instead of recomputed.
     """
     H, W = spec.image_hw
     out = np.zeros((len(spec.camera_names), 3, H, W), np.float32)
@@ -273,7 +284,11 @@ def preprocess_images(images: Mapping[str, np.ndarray], intrinsics: Mapping[str,
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] < 8 or img.shape[1] < 8:
             raise ValueError(f"camera {name}: image must be (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")
         h, w = img.shape[:2]
-        _normalise_into(out[spec.camera_names.index(name)], resize_image(img, (H, W)), spec)
+        ready = prepared.get(name) if prepared else None
+        if ready is not None and ready.shape == (3, H, W):
+            out[spec.camera_names.index(name)] = ready
+        else:
+            _normalise_into(out[spec.camera_names.index(name)], resize_image(img, (H, W)), spec)
         if intrinsics is not None:
             if name not in intrinsics or intrinsics[name] is None:
                 raise CalibrationError(name, "missing camera intrinsics")
@@ -309,6 +324,7 @@ def preprocess_frame(
     radars: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     present: Mapping[str, bool] | Sequence[bool] | None = None,
     spec: InputSpec = DEFAULT_SPEC,
+    prepared: Mapping[str, np.ndarray] | None = None,
 ) -> Preprocessed:
     """One frame of sensor data -> the model's input dict (batch of 1).
 
@@ -322,12 +338,13 @@ def preprocess_frame(
     present : which modalities are present ({"camera": bool, ...} or 3 flags in MODALITY_ORDER). Default: a
         modality is present when its data was passed. An absent modality's input is zeroed.
     spec : the model's InputSpec.
+    prepared : camera name -> :func:`prepare_image` of its image, computed ahead (optional).
     """
     images = images or {}
     radars = radars or {}
     flags = _present_flags(present, images, lidar_points, radars)
     G = spec.grid
-    cam, Ks = preprocess_images(images, intrinsics, spec) if images else (
+    cam, Ks = preprocess_images(images, intrinsics, spec, prepared) if images else (
         np.zeros((len(spec.camera_names), 3, *spec.image_hw), np.float32), {})
     dropped = {"lidar": 0, "radar": 0}
     if lidar_points is not None:

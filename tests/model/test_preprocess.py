@@ -10,6 +10,7 @@ from fusion_monitor.sensors.preprocess import (
     InputSpec,
     lidar_raster,
     normalise_images,
+    prepare_image,
     preprocess_frame,
     preprocess_images,
     radar_raster,
@@ -115,3 +116,17 @@ def test_serving_normalisation_equals_the_training_one_bit_for_bit():
     trained = normalise_images(np.stack([imgs[n] for n in spec.camera_names]), spec)
     assert served.dtype == trained.dtype == np.float32
     np.testing.assert_array_equal(served, trained)
+
+
+def test_images_prepared_ahead_give_the_same_inputs_bit_for_bit():
+    """The node resizes and normalises each camera image in its decode threads (prepare_image) so a frame only
+    copies it: the model must get exactly the inputs the frame would compute; a slot of another size is ignored."""
+    rng = np.random.default_rng(3)
+    spec = DEFAULT_SPEC
+    imgs = {name: rng.integers(0, 256, (112, 200, 3), dtype=np.uint8) for name in spec.camera_names[:4]}
+    direct, _ = preprocess_images(imgs, None, spec)
+    ahead = {n: prepare_image(img, spec) for n, img in imgs.items()}
+    ahead[spec.camera_names[3]] = np.zeros((3, 8, 8), np.float32)  # stale slot of another model size: recomputed
+    served, _ = preprocess_images(imgs, None, spec, prepared=ahead)
+    np.testing.assert_array_equal(served, direct)
+    assert served[:4].any() and not served[4:].any()
