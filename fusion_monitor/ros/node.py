@@ -13,7 +13,8 @@ loop. The plain node configures and activates in its constructor; the lifecycle 
 The node talks to the pipeline only through: ``rig``, ``on_sample``, ``on_bad_message``,
 ``process``, ``statuses``, ``set_thresholds`` and optionally ``set_calibration`` (CameraInfo,
 /tf_static), ``warmup()`` (called in configure), ``classes``/``class_names``, ``spec.image_hw`` or
-``camera_input_size`` (JPEG decode size), and ``begin``/``finish`` for ``pipeline.overlap_frames``.
+``camera_input_size`` (JPEG decode size), ``prepare_camera`` (a decoded image's model input, made in the
+decode threads), and ``begin``/``finish`` for ``pipeline.overlap_frames``.
 Pipeline calls are serialised by one lock and every ``now_ns`` handed to the pipeline's health state is
 non-decreasing (see :meth:`MonitorCore._pipeline_now`); the one exception is ``begin`` with two frames in
 flight, which runs outside that lock (it takes the pipeline's own lock where it needs one, and its
