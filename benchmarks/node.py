@@ -191,7 +191,10 @@ def run_config(lmd: bool, args, env) -> dict:
     for stage in STAGES:
         listener.create_subscription(Float64, f"{NODE}/debug/processing_time_ms/{stage}",
                                      lambda m, k=stage: got[k].append(m.data), OUTPUT_QOS)
-    listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: got["diag"].append(m), OUTPUT_QOS)
+    # /diagnostics (~150 statuses, 10-15 Hz) is kept serialized: deserializing every array cost this listener, which
+    # shares the cores with the node, several % of a core; only the ones read below are deserialized
+    listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: got["diag"].append(m), OUTPUT_QOS,
+                                 raw=True)
     node = subprocess.Popen(node_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     feeder = None
     try:
@@ -205,7 +208,7 @@ def run_config(lmd: bool, args, env) -> dict:
         feeder = subprocess.Popen([sys.executable, __file__, "feed", "--seconds", str(args.seconds),
                                    *(["--images", args.images] if args.images else [])],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while not got["diag"] or not any("pipeline/inference" in s.name for s in got["diag"][-1].status):
+        while not got["diag"] or not any("pipeline/inference" in s.name for s in _diag(got["diag"][-1]).status):
             rclpy.spin_once(listener, timeout_sec=0.1)
         # measure from the first processed frame to the end of the feed
         while not got["det"]:
@@ -214,7 +217,7 @@ def run_config(lmd: bool, args, env) -> dict:
             rclpy.spin_once(listener, timeout_sec=0.05)
         n0, lat0, t0, cpu0 = len(got["det"]), len(got["lat"]), time.monotonic(), _cpu_ticks(node.pid)
         sys0 = _system_ticks()
-        diag0 = _inference_values(got["diag"][-1])
+        diag0 = _inference_values(_diag(got["diag"][-1]))
         while feeder.poll() is None:
             rclpy.spin_once(listener, timeout_sec=0.05)
         t1, cpu1, sys1 = time.monotonic(), _cpu_ticks(node.pid), _system_ticks()
@@ -233,7 +236,7 @@ def run_config(lmd: bool, args, env) -> dict:
                     p.wait()
         listener.destroy_node()
     wall = t1 - t0
-    diag1 = _inference_values(got["diag"][-1])
+    diag1 = _inference_values(_diag(got["diag"][-1]))
     lat = np.array(got["lat"][lat0:] or [np.nan])
     triggers = int(diag1.get("triggers", 0)) - int(diag0.get("triggers", 0))
     dropped = int(diag1.get("dropped_triggers", 0)) - int(diag0.get("dropped_triggers", 0))
@@ -259,6 +262,13 @@ def run_config(lmd: bool, args, env) -> dict:
         "steal_percent": round((sys1[1] - sys0[1]) / max(sys1[2] - sys0[2], 1) * 100 * os.cpu_count(), 1),
         "feeder": feed_report,
     }
+
+
+def _diag(raw: bytes):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.serialization import deserialize_message
+
+    return deserialize_message(raw, DiagnosticArray)
 
 
 def _inference_values(diag) -> dict[str, str]:
