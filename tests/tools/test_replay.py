@@ -207,32 +207,19 @@ def test_two_frames_in_flight_give_the_serial_detections_and_alerts(replayed, fa
     """The node's pipeline.overlap_frames: frame N+1's begin (align, checks, inference) runs before frame N's
     finish (decode, attribution, statuses). Detections, ids and shares must be the serial replay's, and every
     alert the serial replay raised must be raised (statuses may show the next frame's raw checks earlier)."""
-    from fusion_monitor.bagio import deserialize, open_bag
     from fusion_monitor.frame import frame_record
     from fusion_monitor.pipeline import Pipeline, PipelineConfig
-    from fusion_monitor.ros.ingest import message_to_sample
 
     out, _ = replayed
     pipeline = Pipeline(PipelineConfig.from_params({"model.package": str(PACKAGE), "pipeline.parallel_checks": True}))
-    topics = {s.topic: s for s in pipeline.rig.sensors.values()}
-    size = (pipeline.spec.image_hw[1], pipeline.spec.image_hw[0])
-    rows, pending, t0 = [], None, None
+    rows, pending = [], None
     try:
-        for raw in open_bag(faulted_bag).messages():
-            t0 = t0 or raw.log_time_ns
-            spec = topics.get(raw.topic)
-            if spec is None:
-                continue
-            sample = message_to_sample(deserialize(raw), spec.name, spec.modality,
-                                       target_size=size if spec.modality == "camera" else None)
-            trigger = pipeline.on_sample(sample, raw.log_time_ns)
-            if trigger is None:
-                continue
-            begun = pipeline.begin(trigger, raw.log_time_ns)
+        for trigger, now_ns, t0 in _triggers(pipeline, faulted_bag):
+            begun = pipeline.begin(trigger, now_ns)
             if pending is not None:  # the previous frame finishes after this one's inference
-                rows.append(frame_record(pipeline.finish(pending, raw.log_time_ns), t0))
+                rows.append(frame_record(pipeline.finish(pending, now_ns), t0))
             pending = begun
-        rows.append(frame_record(pipeline.finish(pending, raw.log_time_ns), t0))
+        rows.append(frame_record(pipeline.finish(pending, now_ns), t0))
     finally:
         pipeline.close()
 
@@ -250,19 +237,33 @@ def test_two_frames_in_flight_give_the_serial_detections_and_alerts(replayed, fa
 def test_warm_up_frames_leave_no_trace(replayed, faulted_bag):
     """The node warms its pipeline up with synthetic frames before the first real one (first calls cost the first
     frames 100-200 ms); afterwards every frame, detection id and status must be the ones a fresh pipeline gives."""
-    from fusion_monitor.bagio import deserialize, open_bag
     from fusion_monitor.frame import frame_record
     from fusion_monitor.pipeline import Pipeline, PipelineConfig
-    from fusion_monitor.ros.ingest import message_to_sample
 
     out, _ = replayed
     pipeline = Pipeline(PipelineConfig.from_params({"model.package": str(PACKAGE)}))
     pipeline.warmup()
     assert all(s.level == 3 for s in pipeline.statuses(10_000_000_000) if s.name.endswith("/staleness"))
+    rows = []
+    for trigger, now_ns, t0 in _triggers(pipeline, faulted_bag):
+        rows.append(frame_record(pipeline.process(trigger, now_ns), t0))
+    serial = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    for r in rows + serial:
+        r.pop("timings_ms", None)
+    assert len(rows) == len(serial) >= 29
+    assert json.loads(json.dumps(rows)) == serial
+
+
+def _triggers(pipeline, bag):
+    """Feed a bag's sensor messages to ``pipeline`` as replay does; yields (trigger stamp, now_ns, first log time)
+    for every message that triggers a frame."""
+    from fusion_monitor.bagio import deserialize, open_bag
+    from fusion_monitor.ros.ingest import message_to_sample
+
     topics = {s.topic: s for s in pipeline.rig.sensors.values()}
     size = (pipeline.spec.image_hw[1], pipeline.spec.image_hw[0])
-    rows, t0 = [], None
-    for raw in open_bag(faulted_bag).messages():
+    t0 = None
+    for raw in open_bag(bag).messages():
         t0 = t0 or raw.log_time_ns
         spec = topics.get(raw.topic)
         if spec is None:
@@ -271,9 +272,4 @@ def test_warm_up_frames_leave_no_trace(replayed, faulted_bag):
                                    target_size=size if spec.modality == "camera" else None)
         trigger = pipeline.on_sample(sample, raw.log_time_ns)
         if trigger is not None:
-            rows.append(frame_record(pipeline.process(trigger, raw.log_time_ns), t0))
-    serial = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
-    for r in rows + serial:
-        r.pop("timings_ms", None)
-    assert len(rows) == len(serial) >= 29
-    assert json.loads(json.dumps(rows)) == serial
+            yield trigger, raw.log_time_ns, t0
