@@ -7,8 +7,8 @@ to the decode threads, a non-blocking submit). An ingest thread turns new messag
 takes the newest trigger, ingests its sweep, runs ``Pipeline.process`` and publishes; a steady timer
 publishes /diagnostics even when every input is silent. All ages come from the node clock
 (``use_sim_time`` follows /clock). A worker exception becomes an ERROR diagnostic, never a dead
-loop. The plain node configures and activates in its constructor; the lifecycle variant (lifecycle_node.py) runs the same
-:class:`MonitorCore` steps from its transitions.
+loop. The plain node configures and activates in its constructor; the lifecycle variant
+(lifecycle_node.py) runs the same :class:`MonitorCore` steps from its transitions.
 
 The node talks to the pipeline only through: ``rig``, ``on_sample``, ``on_bad_message``,
 ``process``, ``statuses``, ``set_thresholds`` and optionally ``set_calibration`` (CameraInfo,
@@ -597,7 +597,13 @@ class MonitorCore:
         except MessageError as e:
             return e
         prepare = getattr(self.pipeline, "prepare_camera", None)
-        return prepare(sample) if modality == "camera" and prepare is not None else sample
+        if modality != "camera" or prepare is None:
+            return sample
+        try:
+            return prepare(sample)
+        except Exception as e:  # the frame prepares it itself (and reports what is wrong with it)
+            self.node.get_logger().debug(f"{sensor}: image not prepared ahead: {type(e).__name__}: {e}")
+            return sample
 
     def _camera_target_size(self) -> tuple[int, int] | None:
         """(width, height) JPEGs are DCT-decoded down to (never below): the model's image size, as the replay does."""
