@@ -194,17 +194,21 @@ class LidarChecker:
         b = self._box
         in_box = (bx > b[0]) & (bx < b[1]) & (by > b[2]) & (by < b[3]) & (bz > b[4]) & (bz < b[5])
         scene = valid & ~in_box
+        # the returns outside the ego body, each column selected once; their azimuth computed once
+        rx_s, ry_s, bz_s = rx[scene], ry[scene], bz[scene]
+        inten_s = inten[scene] if inten is not None else None
+        az_s = np.arctan2(ry_s, rx_s)
+        n_valid = int(valid.sum())
         return {
-            "point_count": self._count(int(valid.sum())),
-            "blockage": self._blockage(rx[scene], ry[scene], rz[scene]),
+            "point_count": self._count(n_valid),
+            "blockage": self._blockage(rx_s, ry_s, rz[scene], az_s),
             "beams": self._beams(ring[valid] if ring is not None else None),
             "near_clutter": self._near(r, scene, bx, by, bz),
             "outliers": self._outliers(bx[valid], by[valid], bz[valid]),
-            "visibility": self._visibility(r[scene], inten[scene] if inten is not None else None, bz[scene],
-                                           np.arctan2(ry[scene], rx[scene])),
-            "intensity": self._intensity(inten[scene] if inten is not None else None),
-            "ground": self._ground(bx[scene], by[scene], bz[scene]),
-            "frozen": self._frozen.update(points, int(valid.sum())),
+            "visibility": self._visibility(r[scene], inten_s, bz_s, az_s),
+            "intensity": self._intensity(inten_s),
+            "ground": self._ground(bx[scene], by[scene], bz_s),
+            "frozen": self._frozen.update(points, n_valid),
         }
 
     def _count(self, n: int) -> CheckResult:
@@ -223,11 +227,12 @@ class LidarChecker:
         self._counts.append(n)
         return CheckResult(Level.OK, f"{n} points", v)
 
-    def _blockage(self, rx: np.ndarray, ry: np.ndarray, rz: np.ndarray) -> CheckResult:
+    def _blockage(self, rx: np.ndarray, ry: np.ndarray, rz: np.ndarray, az_rad: np.ndarray) -> CheckResult:
+        """``az_rad``: arctan2(ry, rx) of the same returns."""
         c = self.config
         nb = c.azimuth_bins
         width = 360.0 / nb
-        az = np.degrees(np.arctan2(ry, rx))
+        az = np.degrees(az_rad)
         idx = np.minimum(((az + 180.0) / width).astype(np.int64), nb - 1)
         ground = rz < np.float32(np.tan(np.radians(c.ground_elevation_deg))) * np.sqrt(rx * rx + ry * ry)
         g_cnt = np.bincount(idx[ground], minlength=nb).astype(np.float64)
