@@ -5,7 +5,9 @@ points x y z intensity ring, 20 Hz) and 5 radars (ARS408-like clouds, 13 Hz), st
 wall clock like real sensors; the node (separate process, real pipeline unless --fake) triggers
 on the LiDAR at --trigger-rate. This script listens to the node's outputs and reports processed
 frame rate, dropped triggers, pipeline latency p50/p99 (now - LiDAR stamp, the node's own
-~/debug/pipeline_latency_ms) and CPU use of the node process (100 % = one core).
+~/debug/pipeline_latency_ms) and CPU use of the node process (100 % = one core), of the feeder and of the
+whole machine, and a speed probe: the CPU time of a fixed workload run every 2 s here (higher = the shared
+machine's cores run slower now; compare runs only at similar probe values).
 
     ./run.sh exec python benchmarks/node.py [--seconds 60] [--trigger-rate 10] [--images DIR] [--model PKG] [--fake]
 
@@ -181,7 +183,7 @@ def run_config(lmd: bool, args, env) -> dict:
                  "-p", f"trigger.rate_hz:={float(args.trigger_rate)}", "-p", f"model.num_threads:={int(args.threads)}"]
     for kv in args.param:
         node_cmd += ["-p", kv]
-    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": [], **{k: [] for k in STAGES}}
+    got: dict[str, list] = {"det": [], "lat": [], "proc": [], "diag": [], "probe": [], **{k: [] for k in STAGES}}
     listener = Node("fusion_monitor_bench_listener")
     listener.create_subscription(PointCloud2, f"{NODE}/detections", lambda m: got["det"].append(m), OUTPUT_QOS)
     listener.create_subscription(Float64, f"{NODE}/debug/pipeline_latency_ms", lambda m: got["lat"].append(m.data),
@@ -218,8 +220,12 @@ def run_config(lmd: bool, args, env) -> dict:
         n0, lat0, t0, cpu0 = len(got["det"]), len(got["lat"]), time.monotonic(), _cpu_ticks(node.pid)
         sys0 = _system_ticks()
         diag0 = _inference_values(_diag(got["diag"][-1]))
+        next_probe = time.monotonic()
         while feeder.poll() is None:
             rclpy.spin_once(listener, timeout_sec=0.05)
+            if time.monotonic() >= next_probe:
+                next_probe += 2.0
+                got["probe"].append(_speed_probe())
         t1, cpu1, sys1 = time.monotonic(), _cpu_ticks(node.pid), _system_ticks()
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
@@ -259,6 +265,10 @@ def run_config(lmd: bool, args, env) -> dict:
         "node_cpu_percent": round((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / wall * 100, 1),
         # every process on the machine (feeder, this listener, the node, the rest), 100 % = one core
         "machine_cpu_percent": round((sys1[0] - sys0[0]) / max(sys1[2] - sys0[2], 1) * 100 * os.cpu_count(), 1),
+        # CPU time of a fixed workload every 2 s on this (listener) thread: how fast the machine's cores run now;
+        # slow phases of a shared VM raise it (steal stays 0) and the node's latency with it
+        "probe_cpu_ms_p50_max": [round(float(np.median(got["probe"])), 2), round(float(np.max(got["probe"])), 2)]
+        if got["probe"] else None,
         "steal_percent": round((sys1[1] - sys0[1]) / max(sys1[2] - sys0[2], 1) * 100 * os.cpu_count(), 1),
         "feeder": feed_report,
     }
@@ -269,6 +279,19 @@ def _diag(raw: bytes):
     from rclpy.serialization import deserialize_message
 
     return deserialize_message(raw, DiagnosticArray)
+
+
+_PROBE_DATA = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+
+
+def _speed_probe() -> float:
+    """Thread CPU time (ms) of a fixed Python + numpy workload (~3 ms on a quiet core of the benchmark machine)."""
+    t = time.thread_time()
+    s = 0
+    for i in range(20_000):
+        s += i * i
+    np.sort(_PROBE_DATA)
+    return (time.thread_time() - t) * 1e3
 
 
 def _inference_values(diag) -> dict[str, str]:
@@ -315,13 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nnode benchmark: {args.seconds:.0f} s per run, trigger {args.trigger_rate} Hz, "
           f"{'FAKE pipeline' if args.fake else 'real pipeline'}, {os.cpu_count()} CPUs")
     print(f"{'LMD':5} {'fps':>6} {'triggers':>9} {'dropped':>8} {'lat p50':>8} {'lat p90':>8} {'lat p99':>8} "
-          f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10} {'feeder %':>8} {'machine %':>9} {'steal %':>7}")
+          f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10} {'feeder %':>8} {'machine %':>9} {'steal %':>7} {'probe ms':>9}")
     for r in rows:
         print(f"{'on' if r['lmd'] else 'off':5} {r['processed_fps']:6.2f} {r['triggers']:9d} {r['dropped_triggers']:8d} "
               f"{r['latency_ms_p50']:8.1f} {r['latency_ms_p90']:8.1f} {r['latency_ms_p99']:8.1f} "
               f"{r['processing_ms_p50'] or 0:9.1f} {r['processing_ms_p99'] or 0:9.1f} {r['node_cpu_percent']:10.1f} "
               f"{r['feeder'].get('cpu_percent', 0):8.1f} {r['machine_cpu_percent']:9.1f} "
-              f"{r['steal_percent']:7.1f}")
+              f"{r['steal_percent']:7.1f} {(r['probe_cpu_ms_p50_max'] or [0])[0]:9.2f}")
     if rows:
         print(f"feeder achieved: {rows[-1]['feeder'].get('rates_hz')}")
     return 0
