@@ -204,14 +204,18 @@ class Pipeline:
         return replace(policy, max_age_ns=max_age)
 
     def _init_health(self) -> None:
-        from fusion_monitor.health import HealthConfig, HealthMonitor
+        from fusion_monitor.health import HealthConfig
         from fusion_monitor.health.attribution import model_identity
 
         self.health_config = HealthConfig.from_dict(self.config.health) if self.config.health else HealthConfig()
         self.model_id = model_identity(self.package_path.name, self.package.metadata.attribution_sha256)
         # a baseline file (health.attribution.baseline_file) from another model or sensor set is refused here
-        self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
-                                    model_id=self.model_id)
+        self.health = self._new_health_monitor()
+
+    def _new_health_monitor(self):
+        from fusion_monitor.health import HealthMonitor
+
+        return HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name, model_id=self.model_id)
 
     def warmup(self, runs: int = 2, frames: int = 3) -> None:
         """Pay one-off costs before the first frame: imports, ONNX Runtime's first runs on zeros, then ``frames``
@@ -251,12 +255,9 @@ class Pipeline:
     def forget_frames(self) -> None:
         """Back to a fresh pipeline's state (after warm-up frames): cached samples, health windows and baselines,
         tracks, check bookkeeping and failure reports; the model, rig, calibration and thresholds stay."""
-        from fusion_monitor.health import HealthMonitor
-
         with self._lock:
             self.cache = LatestCache(self.policy)
-            self.health = HealthMonitor(self.rig, self.health_config, node_name=self.config.node_name,
-                                        model_id=self.model_id)
+            self.health = self._new_health_monitor()
             self.tracker = Tracker()
             self._checked_stamp = {}
             self._bad = {}
@@ -267,15 +268,13 @@ class Pipeline:
     def prepare_camera(self, sample: SensorSample) -> SensorSample:
         """The camera sample with its model input slot computed now (resize + normalise, see
         :func:`fusion_monitor.sensors.preprocess.prepare_image`): a driver with spare threads calls this before
-        :meth:`on_sample` so the frame only copies it. Anything else is returned as is."""
+        :meth:`on_sample` so the frame only copies it. Anything else is returned as is. An image the model cannot
+        take may raise; the frame validates every image itself before it uses a prepared slot."""
         from fusion_monitor.sensors.preprocess import prepare_image
 
         if sample.modality != "camera" or sample.sensor not in self.spec.camera_names:
             return sample
-        img = np.asarray(sample.data)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 8:
-            return sample  # the frame's own preprocessing says what is wrong with it
-        return replace(sample, model_input=prepare_image(img, self.spec))
+        return replace(sample, model_input=prepare_image(sample.data, self.spec))
 
     def on_sample(self, sample: SensorSample, now_ns: int) -> int | None:
         """Cache one converted message; returns the trigger stamp when this message triggers a frame."""
