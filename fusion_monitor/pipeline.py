@@ -146,16 +146,20 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.rig: Rig = load_rig(self.config.rig_profile or None)
         self._lock = threading.Lock()
-        self.tracker = Tracker()  # persistent detection ids (markers, share rows)
         self._load_model(backend)
         self.policy = self._sync_policy()
-        self.cache = LatestCache(self.policy)
         self._init_health()
+        self._start_fresh()
+        self._pool = None  # raw-signal check thread (parallel_checks)
+
+    def _start_fresh(self) -> None:
+        """The state frames build up, empty: cached samples, tracks, check bookkeeping, failure reports."""
+        self.cache = LatestCache(self.policy)
+        self.tracker = Tracker()  # persistent detection ids (markers, share rows)
         self._checked_stamp: dict[str, int] = {}
         self._bad: dict[str, tuple[int, int, str]] = {}  # sensor -> (count, last now_ns, reason)
         self._last_failure: tuple[str, int] = ("", 0)
         self._frames_failed = 0
-        self._pool = None  # raw-signal check thread (parallel_checks)
 
     # -- set-up --------------------------------------------------------------------------------
     def _load_model(self, backend) -> None:
@@ -256,13 +260,8 @@ class Pipeline:
         """Back to a fresh pipeline's state (after warm-up frames): cached samples, health windows and baselines,
         tracks, check bookkeeping and failure reports; the model, rig, calibration and thresholds stay."""
         with self._lock:
-            self.cache = LatestCache(self.policy)
             self.health = self._new_health_monitor()
-            self.tracker = Tracker()
-            self._checked_stamp = {}
-            self._bad = {}
-            self._last_failure = ("", 0)
-            self._frames_failed = 0
+            self._start_fresh()
 
     # -- input side ----------------------------------------------------------------------------
     def prepare_camera(self, sample: SensorSample) -> SensorSample:
