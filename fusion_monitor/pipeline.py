@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from fusion_monitor.frame import BevGrid, Detection, FrameResult, SensorSample
-from fusion_monitor.health.liveness import NS_PER_S
 from fusion_monitor.sensors.rig import Rig, load_rig
 from fusion_monitor.sensors.timesync import LatestCache, SyncPolicy
 from fusion_monitor.tracking import Tracker
@@ -89,8 +88,7 @@ class PipelineConfig:
         "sync.max_lidar_age_ms": "max_lidar_age_ms", "pipeline.parallel_checks": "parallel_checks",
     }
 
-    # how the node drives the pipeline, not the pipeline's own
-    _NODE_ONLY = ("pipeline.overlap_frames", "pipeline.check_on_arrival")
+    _NODE_ONLY = ("pipeline.overlap_frames",)  # how the node drives the pipeline, not the pipeline's own
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PipelineConfig:
@@ -431,44 +429,18 @@ class Pipeline:
         """Raw-signal checks of the frame's samples not checked at an earlier trigger; returns the time (ms)."""
         t0 = time.perf_counter()
         for name, s in samples.items():
-            self._check_sample(name, s, rig)
+            with self._lock:  # one sensor at a time: finish() of the previous frame may interleave
+                if self._checked_stamp.get(name) == s.stamp_ns:
+                    continue  # this sample was checked at an earlier trigger
+                self._checked_stamp[name] = s.stamp_ns
+                modality = rig.sensors[name].modality
+                if modality == "camera":
+                    self.health.on_camera(name, s.data, s.stamp_ns)
+                elif modality == "lidar":
+                    self.health.on_lidar(name, s.data, s.stamp_ns)
+                else:
+                    self.health.on_radar(name, _radar_structured(s.data), s.stamp_ns)
         return (time.perf_counter() - t0) * 1e3
-
-    def _check_sample(self, name: str, s: SensorSample, rig: Rig) -> None:
-        """Raw-signal checks of one sample unless it (or a newer one of that sensor) was checked already."""
-        with self._lock:  # one sensor at a time: finish() of the previous frame may interleave
-            last = self._checked_stamp.get(name)
-            # the same sample (checked ahead or at an earlier trigger), or an older one that lost a race with
-            # its successor (within a second: a larger step back is a time jump, checked as new)
-            if last is not None and 0 <= last - s.stamp_ns < NS_PER_S:
-                return
-            self._checked_stamp[name] = s.stamp_ns
-            modality = rig.sensors[name].modality
-            if modality == "camera":
-                self.health.on_camera(name, s.data, s.stamp_ns)
-            elif modality == "lidar":
-                self.health.on_lidar(name, s.data, s.stamp_ns)
-            else:
-                self.health.on_radar(name, _radar_structured(s.data), s.stamp_ns)
-
-    def check_ahead(self, sample: SensorSample) -> None:
-        """Queue the raw-signal checks of a camera image or radar scan on the check thread now, as it arrives
-        (``parallel_checks`` only; LiDAR sweeps are checked by the frame they trigger). A frame then finds
-        its cameras and radars checked and runs only the LiDAR checks beside inference. The checks see the
-        latest LiDAR context then (the previous trigger's sweep instead of this one's: both within
-        ``health.camera.near_max_age_ms``)."""
-        if not self.config.parallel_checks or sample.modality == "lidar" or sample.sensor not in self.rig.sensors:
-            return
-        self._raw_pool().submit(self._check_ahead, sample, self.rig)
-
-    def _check_ahead(self, sample: SensorSample, rig: Rig) -> None:
-        try:
-            self._check_sample(sample.sensor, sample, rig)
-        except Exception:  # the frame that uses this sample checks it again and reports the failure
-            log.exception("raw-signal check of %s at %d failed", sample.sensor, sample.stamp_ns)
-            with self._lock:
-                if self._checked_stamp.get(sample.sensor) == sample.stamp_ns:
-                    del self._checked_stamp[sample.sensor]
 
     def close(self) -> None:
         """End the raw-signal check thread (if one was started); the pipeline still works afterwards."""

@@ -581,17 +581,12 @@ class MonitorCore:
             results = list(self._pool.map(convert, cams)) if len(cams) > 1 else [convert(t) for t in cams]
             results += [convert(t) for t in rest_todo]
             results += [collect(t) for t in started]
-            # the ingest thread's samples are checked as they arrive; a trigger's own samples by its frame
-            ahead = (getattr(self.pipeline, "check_ahead", None)
-                     if job is None and self.values.get("pipeline.check_on_arrival") else None)
             for sensor, sample, recv_ns in results:
                 if isinstance(sample, MessageError):
                     self._bad_message(sensor, sample.reason, recv_ns)
                     continue
                 with self._plock:
                     self.pipeline.on_sample(sample, self._pipeline_now())
-                if ahead:
-                    ahead(sample)  # queued on the check thread (cameras, radars); never waited for here
             return (time.perf_counter() - t0) * 1e3
 
     def _convert(self, sensor: str, modality: str, msg, size: tuple[int, int] | None) -> SensorSample | MessageError:

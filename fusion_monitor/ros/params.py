@@ -102,10 +102,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "inference: shorter frames when a core is free (node benchmark, 2 cores: latency p99 129-163 ms, no "
               "dropped trigger vs 192-234 ms and 2-13 dropped); replay keeps them serial (a fleet worker owns one "
               "core)", read_only=True),
-    ParamSpec("pipeline.check_on_arrival", True, "with parallel_checks: camera images and radar scans are checked "
-              "on the check thread as they arrive, so a frame runs only its LiDAR checks beside inference (node "
-              "benchmark, 2 cores with a competing load of 0.8 core: processing p50 65-67 vs 73-74 ms, latency p99 "
-              "102-109 vs 113-118 ms; no difference on an idle machine)", read_only=True),
     ParamSpec("pipeline.overlap_frames", False, "two frames in flight: the next frame's preprocessing and "
               "inference run while the previous one is decoded, checked and published (a worker and a finish "
               "thread). For machines with cores to spare: on the 2-core benchmark machine it was not better "

@@ -234,57 +234,6 @@ def test_two_frames_in_flight_give_the_serial_detections_and_alerts(replayed, fa
 
 
 @pytest.mark.slow
-def test_checks_on_arrival_check_every_image_once_and_raise_the_serial_alerts(replayed, faulted_bag):
-    """The node's pipeline.check_on_arrival: camera images and radar scans are checked as they arrive (on the
-    check thread), the frame then checks only its LiDAR sweep. Every image and scan must be checked exactly once
-    (none twice, none left out), detections must be the serial replay's and every alert it raised must be raised."""
-    from collections import Counter
-
-    from fusion_monitor.frame import frame_record
-    from fusion_monitor.pipeline import Pipeline, PipelineConfig
-
-    out, _ = replayed
-    pipeline = Pipeline(PipelineConfig.from_params({"model.package": str(PACKAGE), "pipeline.parallel_checks": True}))
-    checked, fed = Counter(), set()
-
-    def counted(check):
-        def counting(name, data, stamp_ns, *a, **k):
-            checked[(name, stamp_ns)] += 1
-            return check(name, data, stamp_ns, *a, **k)
-        return counting
-
-    for kind in ("on_camera", "on_radar", "on_lidar"):
-        setattr(pipeline.health, kind, counted(getattr(pipeline.health, kind)))
-    on_sample = pipeline.on_sample
-
-    def arrive(sample, now_ns):  # what the node's ingest thread does with each message
-        trigger = on_sample(sample, now_ns)
-        if sample.modality != "lidar":
-            fed.add((sample.sensor, sample.stamp_ns))
-            pipeline.check_ahead(sample)
-        return trigger
-
-    pipeline.on_sample = arrive
-    rows = []
-    try:
-        for trigger, now_ns, t0 in _triggers(pipeline, faulted_bag):
-            rows.append(frame_record(pipeline.process(trigger, now_ns), t0))
-    finally:
-        pipeline.close()  # waits for the last arrivals' checks
-
-    serial = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
-    assert len(rows) == len(serial) >= 29
-    assert [r["detections"] for r in rows] == [r["detections"] for r in serial]
-    ahead = {k: n for k, n in checked.items() if k[0] != "LIDAR_TOP"}
-    assert set(ahead) == fed and set(ahead.values()) == {1}
-
-    def alerts(frames):
-        return {s["name"] for f in frames for s in f["statuses"] if s["level"] in (1, 2)}
-
-    assert alerts(serial) and alerts(serial) <= alerts(rows)
-
-
-@pytest.mark.slow
 def test_warm_up_frames_leave_no_trace(replayed, faulted_bag):
     """The node warms its pipeline up with synthetic frames before the first real one (first calls cost the first
     frames 100-200 ms); afterwards every frame, detection id and status must be the ones a fresh pipeline gives."""
