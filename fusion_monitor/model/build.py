@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from fusion_monitor.model.lift import LIFT_GRID, LIFT_LEVELS_Z_M, CameraCalib, lift_tables
-from fusion_monitor.model.network import REFERENCE_ARCHITECTURE, ReferenceDetector
+from fusion_monitor.model.network import REFERENCE_ARCHITECTURE, CameraLift, ReferenceDetector
 from fusion_monitor.sensors.preprocess import DEFAULT_SPEC, InputSpec, scale_intrinsics
 from fusion_monitor.sensors.rig import CalibrationError, Rig, load_rig
 from fusion_monitor.sim.world import CLASSES
@@ -45,8 +45,8 @@ def with_cameras(model: ReferenceDetector, cameras: list[CameraCalib | None], sp
 
     index, weight = lift_tables(cameras, spec, grid=LIFT_GRID, levels_z_m=LIFT_LEVELS_Z_M)
     new = copy.deepcopy(model)
-    new.camera_lift.index = torch.from_numpy(index)
-    new.camera_lift.weight = torch.from_numpy(weight)
+    old = model.camera_lift
+    new.camera_lift = CameraLift(torch.from_numpy(index), torch.from_numpy(weight), old.levels, old.grid)
     return new
 
 

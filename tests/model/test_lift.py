@@ -45,4 +45,6 @@ def test_lift_matches_grid_sample_masked_mean():
             count[li] += ok
     ref = total / torch.from_numpy(np.maximum(count, 1))[:, None]
     assert count.max() <= 2  # the nuScenes rig never has 3 cameras on one voxel
+    # voxels two cameras see take the lift's extra-taps path (their taps beyond the first camera's four)
+    assert (count == 2).any() and lift.extra_index.shape[1] > 0
     assert torch.allclose(got, ref, atol=1e-5)
