@@ -10,6 +10,10 @@ whole machine, and a speed probe: the CPU time of a fixed workload run every 2 s
 machine's cores run slower now; compare runs only at similar probe values).
 
     ./run.sh exec python benchmarks/node.py [--seconds 60] [--trigger-rate 10] [--images DIR] [--model PKG] [--fake]
+                                            [--load CORES]
+
+--load runs a competing CPU load (other processes busy CORES cores' worth) during the feed: the margin a shared
+vehicle computer leaves.
 
 --images takes a folder of real 1600x900 JPEGs (e.g. $FUSION_MONITOR_REAL_DATA/
 nuscenes_mini_scene-0061_CAM_FRONT_keyframes, used by default when that variable is set);
@@ -142,6 +146,28 @@ def feed(seconds: float, images: str | None) -> int:
 
 
 # ---- driver ---------------------------------------------------------------------------------------
+def load(duty: float, seconds: float) -> int:
+    """Competing load (child process): busy for ``duty`` of every 20 ms on one core, for ``seconds``."""
+    period, end = 0.02, time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.perf_counter()
+        while time.perf_counter() - t < period * duty:
+            pass
+        time.sleep(period * (1.0 - duty))
+    return 0
+
+
+def _start_load(cores: float, seconds: float, env) -> list[subprocess.Popen]:
+    """``cores`` of competing CPU load (e.g. 0.8: one process busy 80 % of the time; 1.5: one full, one half)."""
+    procs, left = [], cores
+    while left > 1e-6:
+        duty = min(left, 1.0)
+        procs.append(subprocess.Popen([sys.executable, __file__, "load", "--duty", str(duty), "--seconds",
+                                       str(seconds)], env=env))
+        left -= duty
+    return procs
+
+
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
@@ -198,7 +224,7 @@ def run_config(lmd: bool, args, env) -> dict:
     listener.create_subscription(DiagnosticArray, "/diagnostics", lambda m: got["diag"].append(m), OUTPUT_QOS,
                                  raw=True)
     node = subprocess.Popen(node_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    feeder = None
+    feeder, loads = None, []
     try:
         deadline = time.monotonic() + 120
         while listener.count_publishers(f"{NODE}/detections") == 0:
@@ -207,6 +233,7 @@ def run_config(lmd: bool, args, env) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("node never came up")
             rclpy.spin_once(listener, timeout_sec=0.1)
+        loads = _start_load(args.load, args.seconds + 30, env)
         feeder = subprocess.Popen([sys.executable, __file__, "feed", "--seconds", str(args.seconds),
                                    *(["--images", args.images] if args.images else [])],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -232,6 +259,9 @@ def run_config(lmd: bool, args, env) -> dict:
             rclpy.spin_once(listener, timeout_sec=0.05)
         feed_report = json.loads(feeder.stdout.read().strip().splitlines()[-1])
     finally:
+        for p in loads:
+            p.kill()
+            p.wait()
         for p in (feeder, node):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
@@ -248,6 +278,7 @@ def run_config(lmd: bool, args, env) -> dict:
     dropped = int(diag1.get("dropped_triggers", 0)) - int(diag0.get("dropped_triggers", 0))
     return {
         "lmd": lmd,
+        "load_cores": args.load,
         "seconds": round(wall, 1),
         "processed_fps": round((len(got["det"]) - n0) / wall, 2),
         "triggers": triggers,
@@ -307,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--images")
         a = ap.parse_args(argv[1:])
         return feed(a.seconds, a.images)
+    if argv and argv[0] == "load":
+        ap = argparse.ArgumentParser(prog="node.py load")
+        ap.add_argument("--duty", type=float, required=True)
+        ap.add_argument("--seconds", type=float, required=True)
+        a = ap.parse_args(argv[1:])
+        return load(a.duty, a.seconds)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="feed duration per configuration (default 60)")
     ap.add_argument("--trigger-rate", type=float, default=10.0, help="node trigger.rate_hz (default 10)")
@@ -317,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fake", action="store_true", help="fake pipeline (tests/ros/fake_pipeline.py): harness only")
     ap.add_argument("--lmd", choices=("both", "on", "off"), default="both")
     ap.add_argument("--threads", type=int, default=0, help="node model.num_threads (default 0: backend default)")
+    ap.add_argument("--load", type=float, default=0.0, metavar="CORES",
+                    help="competing CPU load from other processes during the feed, in cores (e.g. 0.8; default 0)")
     ap.add_argument("--dump", metavar="FILE", help="also write every frame's latency and processing time (JSON)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="any other node parameter (repeatable), e.g. model.thread_spinning:=false")
@@ -336,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dump:
         Path(args.dump).write_text(json.dumps(series))
     print(f"\nnode benchmark: {args.seconds:.0f} s per run, trigger {args.trigger_rate} Hz, "
-          f"{'FAKE pipeline' if args.fake else 'real pipeline'}, {os.cpu_count()} CPUs")
+          f"{'FAKE pipeline' if args.fake else 'real pipeline'}, {os.cpu_count()} CPUs"
+          + (f", competing load {args.load:g} cores" if args.load else ""))
     print(f"{'LMD':5} {'fps':>6} {'triggers':>9} {'dropped':>8} {'lat p50':>8} {'lat p90':>8} {'lat p99':>8} "
           f"{'proc p50':>9} {'proc p99':>9} {'node CPU %':>10} {'feeder %':>8} {'machine %':>9} {'steal %':>7} {'probe ms':>9}")
     for r in rows:
