@@ -48,3 +48,25 @@ def test_lift_matches_grid_sample_masked_mean():
     # voxels two cameras see take the lift's extra-taps path (their taps beyond the first camera's four)
     assert (count == 2).any() and lift.extra_index.shape[1] > 0
     assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_with_cameras_lifts_as_a_model_built_for_those_cameras():
+    """Real samples with their own cameras (View-of-Delft: one front camera) get a copy of the detector whose lift
+    uses those calibrations; it must lift exactly like a model built for them, and the original must keep its own."""
+    from fusion_monitor.model.build import build_model, with_cameras
+
+    spec = InputSpec()
+    rig_cams = rig_cameras(load_rig(), spec)
+    front_only = [rig_cams[0]] + [None] * (len(rig_cams) - 1)
+    torch.manual_seed(0)
+    model = build_model(spec=spec).eval()
+    moved = with_cameras(model, front_only, spec)
+    built = build_model(spec=spec, cameras=front_only).eval()
+    H, W = spec.image_hw
+    feats = torch.randn(1, len(rig_cams), 32, H // 8, W // 8)
+    lifted = moved.camera_lift(feats)
+    assert torch.equal(lifted, built.camera_lift(feats))
+    assert not torch.equal(lifted, model.camera_lift(feats))  # the other five cameras still lift in the original
+    assert lifted.abs().sum() > 0
+    # one camera: no voxel has more than its four taps; the rig's six: the overlaps take the extra-taps path
+    assert moved.camera_lift.extra_index.shape[1] == 0 < model.camera_lift.extra_index.shape[1]
