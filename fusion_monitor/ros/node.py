@@ -575,12 +575,9 @@ class MonitorCore:
                 except CancelledError:
                     return convert(item)
 
-            started = [t for t in todo if t[4] is not None]
-            cams = [t for t in todo if t[1] == "camera" and t[4] is None]
-            rest_todo = [t for t in todo if t[1] != "camera" and t[4] is None]
-            results = list(self._pool.map(convert, cams)) if len(cams) > 1 else [convert(t) for t in cams]
-            results += [convert(t) for t in rest_todo]
-            results += [collect(t) for t in started]
+            # every camera image's decode started in its callback: what is left here is LiDAR, radar and the
+            # trigger's own message, converted on this thread
+            results = [convert(t) for t in todo if t[4] is None] + [collect(t) for t in todo if t[4] is not None]
             for sensor, sample, recv_ns in results:
                 if isinstance(sample, MessageError):
                     self._bad_message(sensor, sample.reason, recv_ns)
